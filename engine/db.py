@@ -1,0 +1,131 @@
+"""Database connections, transactions and the schema version.
+
+SQLite is the embedded default; PostgreSQL (psycopg) serves several processes.
+On SQLite every write transaction starts with BEGIN IMMEDIATE, so two writers
+queue on the lock instead of failing half-way through with "database is locked".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
+
+from .errors import ConfigError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def create_db_engine(url: str) -> Engine:
+    """An engine for `url`, with the settings actionflow relies on."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+        _configure_sqlite(engine)
+        return engine
+    if url.startswith("postgresql+psycopg"):
+        return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    raise ConfigError(
+        f"unsupported database URL scheme in {redact_url(url)!r}; "
+        "use sqlite:///FILE or postgresql://USER@HOST/DB"
+    )
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below decide how a transaction begins.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk before the webhook is acknowledged.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextmanager
+def write(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: committed on success, rolled back on error."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            connection = connection.execution_options(sqlite_begin="IMMEDIATE")
+        with connection.begin():
+            yield connection
+
+
+@contextmanager
+def read(engine: Engine) -> Iterator[Connection]:
+    """A transaction that only reads."""
+    with engine.connect() as connection, connection.begin():
+        yield connection
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password replaced, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable database URL>"
+
+
+def _alembic_config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The newest schema revision this version of actionflow knows."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None  # the package always ships at least one revision
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision the database is at; None for an empty database."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the database schema to the newest revision."""
+    with engine.begin() as connection:
+        command.upgrade(_alembic_config(connection), "head")
+
+
+def prepare(engine: Engine) -> None:
+    """Create the schema in an empty database; refuse one that is out of date."""
+    revision = current_revision(engine)
+    if revision == head_revision():
+        return
+    if revision is None and not _has_actionflow_tables(engine):
+        upgrade(engine)
+        return
+    raise ConfigError(
+        f"the database schema is at revision {revision or 'none'}, this version of "
+        f"actionflow needs {head_revision()}; run `actionflow db upgrade` first"
+    )
+
+
+def _has_actionflow_tables(engine: Engine) -> bool:
+    names = set(inspect(engine).get_table_names())
+    return bool(names & {"payment", "webhook_event", "flow_run"})

@@ -1,0 +1,436 @@
+"""The event inbox: store verified Stripe events, then process each exactly once.
+
+Processing claims one due event inside a write transaction (SKIP LOCKED on
+PostgreSQL; the write lock on SQLite), runs the system flows for its type, runs
+their extensions each inside a savepoint, and commits every table write together
+with the event's new status and the run records. A crash before the commit
+leaves the event pending; nothing is half-written.
+
+An extension that fails is rolled back to its savepoint alone and kept as a
+pending run, retried with backoff on its own; the system flow's work stands.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from . import db
+from .errors import RunError
+from .flow import Flow, FlowSet
+from .jsonvalues import dumps
+from .runner import RunResult, run_flow
+from .tables import FlowRun, WebhookEvent, utcnow
+
+log = logging.getLogger("actionflow.inbox")
+
+EVENTS = WebhookEvent.__table__  # type: ignore[attr-defined]
+RUNS = FlowRun.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How failed runs are retried: exponential backoff with jitter, then parked."""
+
+    attempts: int = 8
+    base_seconds: float = 2.0
+    cap_seconds: float = 3600.0
+
+    def delay(self, attempt: int) -> timedelta:
+        """The wait before retry number `attempt` (1-based), with full jitter."""
+        ceiling = min(self.cap_seconds, self.base_seconds * 2 ** (attempt - 1))
+        return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+
+
+@dataclass
+class Processor:
+    """Processes stored events and pending runs with one set of flows."""
+
+    engine: Engine
+    flows: FlowSet
+    services: Any = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def process_next_event(self) -> bool:
+        """Claim and process one due event; False when none is due."""
+        row = None
+        try:
+            with db.write(self.engine) as connection:
+                row = _claim(connection, EVENTS)
+                if row is None:
+                    return False
+                self._process_event(connection, row)
+            return True
+        except _RunFailed as failed:
+            failure = failed.result
+        except Exception as exc:
+            # Anything unexpected (an error at commit, a bug) must not lose the
+            # event: it stays pending, and the failure is recorded.
+            if row is None:
+                raise
+            log.exception("event processing crashed event=%s", row["stripe_event_id"])
+            failure = _crash_result(row["type"], exc)
+        self._record_event_failure(row, failure)
+        return True
+
+    def process_next_run(self) -> bool:
+        """Claim and run one due pending run (an extension being retried)."""
+        row = None
+        try:
+            with db.write(self.engine) as connection:
+                row = _claim(connection, RUNS)
+                if row is None:
+                    return False
+                self._run_pending(connection, row)
+            return True
+        except _RunFailed as failed:
+            failure = failed.result
+        except Exception as exc:
+            if row is None:
+                raise
+            log.exception("run processing crashed run=%s", row["id"])
+            failure = _crash_result(row["flow"], exc)
+        self._record_run_failure(row, failure)
+        return True
+
+    def _process_event(
+        self, connection: Connection, row: dict[str, Any]
+    ) -> RunResult | None:
+        event = json.loads(row["payload"])
+        flows = self.flows.for_event(row["type"])
+        if not flows:
+            _finish_event(
+                connection, row["id"], "ignored", note=f"no flow handles {row['type']}"
+            )
+            log.info(
+                "event ignored event=%s type=%s", row["stripe_event_id"], row["type"]
+            )
+            return None
+        notes = []
+        for flow in flows:
+            if not flow.system:
+                _queue_run(connection, flow.name, event_id=row["id"])
+                continue
+            result = run_flow(flow, connection, event=event, services=self.services)
+            if result.status == "failed":
+                raise _RunFailed(result)
+            run_id = _insert_run(connection, result, event_id=row["id"], attempts=1)
+            if result.status == "stopped":
+                notes.append(f"{flow.name} stopped: {result.reason}")
+                continue
+            self._run_extensions(connection, flow, result, row["id"], run_id)
+        _finish_event(connection, row["id"], "processed", note="; ".join(notes) or None)
+        log.info(
+            "event processed event=%s type=%s flows=%d",
+            row["stripe_event_id"],
+            row["type"],
+            len(flows),
+        )
+
+    def _run_extensions(
+        self,
+        connection: Connection,
+        parent: Flow,
+        result: RunResult,
+        event_id: int,
+        run_id: int,
+    ) -> None:
+        for extension in self.flows.extensions(parent.name):
+            savepoint = connection.begin_nested()
+            try:
+                outcome = run_flow(
+                    extension,
+                    connection,
+                    trigger_outputs=result.outputs,
+                    trigger_flow=parent.name,
+                    services=self.services,
+                )
+            except Exception as exc:  # a bug in a step must not undo the parent
+                log.exception("extension crashed flow=%s", extension.name)
+                outcome = _crash_result(extension.name, exc)
+            if outcome.status == "failed":
+                savepoint.rollback()
+                self._queue_retry(
+                    connection, extension, result, event_id, run_id, outcome
+                )
+                continue
+            savepoint.commit()
+            child_id = _insert_run(
+                connection,
+                outcome,
+                event_id=event_id,
+                parent_run_id=run_id,
+                trigger_outputs=result.outputs,
+                attempts=1,
+            )
+            if outcome.status == "succeeded":
+                self._run_extensions(connection, extension, outcome, event_id, child_id)
+
+    def _queue_retry(
+        self,
+        connection: Connection,
+        flow: Flow,
+        parent: RunResult,
+        event_id: int,
+        parent_run_id: int,
+        outcome: RunResult,
+    ) -> None:
+        connection.execute(
+            insert(RUNS).values(
+                flow=flow.name,
+                event_id=event_id,
+                parent_run_id=parent_run_id,
+                status="pending",
+                attempts=1,
+                next_attempt_at=utcnow() + self.retry.delay(1),
+                trigger_outputs=dumps(parent.outputs),
+                trace=dumps([step.as_dict() for step in outcome.trace]),
+                error=str(outcome.error),
+                created_at=utcnow(),
+            )
+        )
+        log.warning(
+            "extension failed flow=%s event_id=%s error=%s",
+            flow.name,
+            event_id,
+            outcome.error,
+        )
+
+    def _run_pending(
+        self, connection: Connection, row: dict[str, Any], flow: Flow
+    ) -> RunResult:
+        event = None
+        if row["event_id"] is not None and flow.trigger.stripe:
+            payload = connection.execute(
+                select(EVENTS.c.payload).where(EVENTS.c.id == row["event_id"])
+            ).scalar_one()
+            event = json.loads(payload)
+        parent_outputs = (
+            json.loads(row["trigger_outputs"]) if row["trigger_outputs"] else None
+        )
+        result = run_flow(
+            flow,
+            connection,
+            event=event,
+            trigger_outputs=parent_outputs,
+            trigger_flow=flow.trigger.after,
+            services=self.services,
+        )
+        if result.status == "failed":
+            raise _RunFailed(result)
+        _finish_run(
+            connection,
+            row["id"],
+            result.status,
+            attempts=row["attempts"] + 1,
+            outputs=result.outputs,
+            trace=result,
+            error=result.reason,
+        )
+        if result.status == "succeeded":
+            self._run_extensions(connection, flow, result, row["event_id"], row["id"])
+
+    def _record_event_failure(self, row: dict[str, Any], failure: RunResult) -> None:
+        attempts = row["attempts"] + 1
+        parked = attempts >= self.retry.attempts
+        with db.write(self.engine) as connection:
+            connection.execute(
+                update(EVENTS)
+                .where(EVENTS.c.id == row["id"])
+                .values(
+                    status="failed" if parked else "pending",
+                    attempts=attempts,
+                    next_attempt_at=utcnow() + self.retry.delay(attempts),
+                    last_error=str(failure.error),
+                )
+            )
+            _insert_run(connection, failure, event_id=row["id"], attempts=attempts)
+        log.warning(
+            "event failed event=%s type=%s attempt=%d parked=%s error=%s",
+            row["stripe_event_id"],
+            row["type"],
+            attempts,
+            parked,
+            failure.error,
+        )
+
+    def _record_run_failure(self, row: dict[str, Any], failure: RunResult) -> None:
+        attempts = row["attempts"] + 1
+        parked = attempts >= self.retry.attempts
+        with db.write(self.engine) as connection:
+            connection.execute(
+                update(RUNS)
+                .where(RUNS.c.id == row["id"])
+                .values(
+                    status="failed" if parked else "pending",
+                    attempts=attempts,
+                    next_attempt_at=utcnow() + self.retry.delay(attempts),
+                    trace=dumps([step.as_dict() for step in failure.trace]),
+                    error=str(failure.error),
+                    finished_at=utcnow() if parked else None,
+                )
+            )
+        log.warning(
+            "run failed flow=%s run=%s attempt=%d parked=%s error=%s",
+            row["flow"],
+            row["id"],
+            attempts,
+            parked,
+            failure.error,
+        )
+
+
+def store_event(engine: Engine, event: dict[str, Any], payload: str) -> bool:
+    """Store a verified event; False if an event with its id was stored before."""
+    values = _event_values(event, payload)
+    with db.write(engine) as connection:
+        statement = _insert_ignoring_duplicates(connection, values)
+        inserted = connection.execute(statement.returning(EVENTS.c.id)).first()
+    return inserted is not None
+
+
+def _event_values(event: dict[str, Any], payload: str) -> dict[str, Any]:
+    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    obj = data.get("object") if isinstance(data.get("object"), dict) else {}
+    object_id = obj.get("id")
+    created = event.get("created")
+    now = utcnow()
+    return {
+        "stripe_event_id": str(event["id"]),
+        "type": str(event["type"]),
+        "api_version": str(event["api_version"]) if event.get("api_version") else None,
+        "object_id": str(object_id) if object_id is not None else None,
+        "stripe_created": created if isinstance(created, int) else 0,
+        "livemode": bool(event.get("livemode", False)),
+        "payload": payload,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "received_at": now,
+    }
+
+
+def _insert_ignoring_duplicates(connection: Connection, values: dict[str, Any]) -> Any:
+    dialect = connection.dialect.name
+    builder = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        builder(EVENTS)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["stripe_event_id"])
+    )
+
+
+def _claim(connection: Connection, table: Any) -> dict[str, Any] | None:
+    query = (
+        select(table)
+        .where(table.c.status == "pending", table.c.next_attempt_at <= utcnow())
+        .order_by(table.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    row = connection.execute(query).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def _finish_event(
+    connection: Connection, event_id: int, status: str, note: str | None
+) -> None:
+    connection.execute(
+        update(EVENTS)
+        .where(EVENTS.c.id == event_id)
+        .values(
+            status=status,
+            note=note,
+            processed_at=utcnow(),
+            last_error=None,
+            attempts=EVENTS.c.attempts + 1,
+        )
+    )
+
+
+def _insert_run(
+    connection: Connection,
+    result: RunResult,
+    *,
+    event_id: int | None,
+    attempts: int,
+    parent_run_id: int | None = None,
+    trigger_outputs: Any = None,
+) -> int:
+    now = utcnow()
+    values = {
+        "flow": result.flow,
+        "event_id": event_id,
+        "parent_run_id": parent_run_id,
+        "status": result.status,
+        "attempts": attempts,
+        "next_attempt_at": now,
+        "trigger_outputs": dumps(trigger_outputs)
+        if trigger_outputs is not None
+        else None,
+        "outputs": dumps(result.outputs) if result.outputs is not None else None,
+        "trace": dumps([step.as_dict() for step in result.trace]),
+        "error": str(result.error) if result.error else result.reason,
+        "created_at": now,
+        "finished_at": now,
+    }
+    return int(
+        connection.execute(
+            insert(RUNS).values(values).returning(RUNS.c.id)
+        ).scalar_one()
+    )
+
+
+def _queue_run(connection: Connection, flow: str, *, event_id: int) -> None:
+    now = utcnow()
+    connection.execute(
+        insert(RUNS).values(
+            flow=flow,
+            event_id=event_id,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+
+
+def _finish_run(
+    connection: Connection,
+    run_id: int,
+    status: str,
+    *,
+    attempts: int | None = None,
+    outputs: Any = None,
+    trace: RunResult | None = None,
+    error: str | None = None,
+) -> None:
+    values: dict[str, Any] = {"status": status, "error": error, "finished_at": utcnow()}
+    if attempts is not None:
+        values["attempts"] = attempts
+    if outputs is not None:
+        values["outputs"] = dumps(outputs)
+    if trace is not None:
+        values["trace"] = dumps([step.as_dict() for step in trace.trace])
+    connection.execute(update(RUNS).where(RUNS.c.id == run_id).values(values))
+
+
+class _RunFailed(Exception):
+    """Unwinds the transaction of a run that failed, carrying its result."""
+
+    def __init__(self, result: RunResult) -> None:
+        super().__init__(str(result.error))
+        self.result = result
+
+
+def _crash_result(flow: str, exc: Exception) -> RunResult:
+    error = RunError(f"internal error: {type(exc).__name__}: {exc}")
+    return RunResult(flow=flow, status="failed", error=error)

@@ -1,0 +1,223 @@
+"""Table steps: get, insert and update rows of the payment tables.
+
+Only the tables in FLOW_TABLES are reachable, by the names flows use. Values
+are coerced to each column's type, and refused when they cannot be converted
+exactly (a fractional amount, a float price, a string that is not a number).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Column, Table, insert, select, update
+
+from ..errors import RunError
+from ..tables import FLOW_TABLES, utcnow
+from . import builtin
+
+if TYPE_CHECKING:
+    from ..runner import StepContext
+
+TABLE_NAMES = sorted(FLOW_TABLES)
+_ROW = {"type": ["object", "null"], "description": "The row, column by column."}
+_TABLE = {"enum": TABLE_NAMES, "description": "Which payment table."}
+_COLUMNS = {
+    "type": "object",
+    "minProperties": 1,
+    "description": "Column names and their values.",
+}
+
+
+def flow_table(name: str) -> Table:
+    """The table a flow calls `name`."""
+    return FLOW_TABLES[name].__table__  # type: ignore[attr-defined, no-any-return]
+
+
+@builtin(
+    "table.get",
+    "Read one row matching `where`; fail if none, unless `required` is false.",
+    inputs={
+        "type": "object",
+        "required": ["table", "where"],
+        "properties": {
+            "table": _TABLE,
+            "where": _COLUMNS,
+            "required": {"type": "boolean", "default": True},
+            "for_update": {
+                "type": "boolean",
+                "default": False,
+                "description": "Lock the row until the run commits (PostgreSQL).",
+            },
+        },
+        "additionalProperties": False,
+    },
+    outputs={
+        "type": "object",
+        "required": ["row", "found"],
+        "properties": {"row": _ROW, "found": {"type": "boolean"}},
+    },
+)
+def get_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
+    table = flow_table(args["table"])
+    query = select(table)
+    for name, value in args["where"].items():
+        column = _column(table, name)
+        query = query.where(column == coerce(column, value))
+    if args.get("for_update"):
+        query = query.with_for_update()
+    rows = context.connection.execute(query.limit(2)).mappings().all()
+    if len(rows) > 1:
+        raise RunError(f"more than one {args['table']} row matches {args['where']}")
+    if not rows:
+        if args.get("required", True):
+            raise RunError(f"no {args['table']} row matches {args['where']}")
+        return {"row": None, "found": False}
+    return {"row": dict(rows[0]), "found": True}
+
+
+@builtin(
+    "table.insert",
+    "Insert one row and return it.",
+    inputs={
+        "type": "object",
+        "required": ["table", "values"],
+        "properties": {"table": _TABLE, "values": _COLUMNS},
+        "additionalProperties": False,
+    },
+    outputs={"type": "object", "required": ["row"], "properties": {"row": _ROW}},
+)
+def insert_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
+    table = flow_table(args["table"])
+    values = _values(table, args["values"])
+    for stamp in ("created_at", "updated_at"):
+        if stamp in table.c and stamp not in values:
+            values[stamp] = utcnow()
+    result = context.connection.execute(insert(table).values(values).returning(table))
+    row = dict(result.mappings().one())
+    context.record_change(args["table"], None, row)
+    return {"row": row}
+
+
+@builtin(
+    "table.update",
+    "Set columns of the row with primary key `id` and return it.",
+    inputs={
+        "type": "object",
+        "required": ["table", "id", "set"],
+        "properties": {
+            "table": _TABLE,
+            "id": {"type": ["integer", "string"], "description": "The row's id."},
+            "set": _COLUMNS,
+        },
+        "additionalProperties": False,
+    },
+    outputs={"type": "object", "required": ["row"], "properties": {"row": _ROW}},
+)
+def update_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
+    table = flow_table(args["table"])
+    key = coerce(table.c.id, args["id"])
+    values = _values(table, args["set"])
+    if "updated_at" in table.c:
+        values.setdefault("updated_at", utcnow())
+    before = (
+        context.connection.execute(select(table).where(table.c.id == key))
+        .mappings()
+        .first()
+    )
+    if before is None:
+        raise RunError(f"no {args['table']} row with id {key}")
+    result = context.connection.execute(
+        update(table).where(table.c.id == key).values(values).returning(table)
+    )
+    row = dict(result.mappings().one())
+    context.record_change(args["table"], dict(before), row)
+    return {"row": row}
+
+
+def _column(table: Table, name: str) -> Column[Any]:
+    if name not in table.c:
+        known = ", ".join(sorted(table.c.keys()))
+        raise RunError(
+            f"table {table.name} has no column '{name}'; columns are: {known}"
+        )
+    return table.c[name]
+
+
+def _values(table: Table, values: dict[str, Any]) -> dict[str, Any]:
+    result = {}
+    for name, value in values.items():
+        column = _column(table, name)
+        if column.primary_key:
+            raise RunError(f"column '{name}' is the primary key and cannot be set")
+        result[name] = coerce(column, value)
+    return result
+
+
+def coerce(column: Column[Any], value: Any) -> Any:
+    """`value` converted exactly to the Python type of `column`, or a RunError."""
+    if value is None:
+        if not column.nullable and not column.primary_key:
+            raise RunError(f"column '{column.name}' cannot be null")
+        return None
+    kind = column.type.python_type
+    try:
+        converted = _convert(kind, value)
+    except (ValueError, InvalidOperation, OverflowError):
+        converted = _REFUSED
+    if converted is _REFUSED:
+        raise RunError(
+            f"column '{column.name}' takes {kind.__name__}, "
+            f"got {type(value).__name__} {value!r}"
+        )
+    return converted
+
+
+_REFUSED = object()
+
+
+def _convert(kind: type, value: Any) -> Any:
+    if isinstance(value, float):
+        return _REFUSED  # no float may become money or an id
+    if kind is bool:
+        return value if isinstance(value, bool) else _REFUSED
+    if kind is int:
+        if isinstance(value, bool):
+            return _REFUSED
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+        if isinstance(value, Decimal) and value == value.to_integral_value():
+            return int(value)
+        return _REFUSED
+    if kind is Decimal:
+        if isinstance(value, bool):
+            return _REFUSED
+        if isinstance(value, int | Decimal | str):
+            number = (
+                Decimal(value) if not isinstance(value, str) else Decimal(value.strip())
+            )
+            return number if number.is_finite() else _REFUSED
+        return _REFUSED
+    if kind is datetime:
+        return _datetime(value)
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | Decimal) and not isinstance(value, bool):
+            return str(value)
+        return _REFUSED
+    return value
+
+
+def _datetime(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)  # Stripe's Unix timestamps
+    if isinstance(value, str):
+        parsed = datetime.fromisoformat(value)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return _REFUSED

@@ -1,0 +1,76 @@
+"""Calls to Stripe through the official SDK, with Stripe's errors translated once.
+
+Every call that creates something carries an idempotency key; the SDK retries
+network errors, 409, 429 and 5xx answers with the same key, so a retried
+create never makes a second object.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import stripe
+
+from .errors import StripeCallError
+
+
+class StripeGateway:
+    """The Stripe API as actionflow uses it."""
+
+    def __init__(self, secret_key: str, api_base: str | None = None, retries: int = 3):
+        addresses: Any = {"api": api_base} if api_base else None
+        self.client = stripe.StripeClient(
+            secret_key, base_addresses=addresses, max_network_retries=retries
+        )
+
+    def create_payment_intent(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> dict[str, Any]:
+        """Create a PaymentIntent a browser will confirm."""
+        params: Any = {"amount": amount, "currency": currency, "metadata": metadata}
+        options: Any = {"idempotency_key": idempotency_key}
+        return self._call(
+            lambda: self.client.v1.payment_intents.create(
+                params=params, options=options
+            )
+        )
+
+    def retrieve_payment_intent(self, intent_id: str) -> dict[str, Any]:
+        """The PaymentIntent as Stripe has it now."""
+        return self._call(lambda: self.client.v1.payment_intents.retrieve(intent_id))
+
+    @staticmethod
+    def _call(request: Any) -> dict[str, Any]:
+        try:
+            result = request()
+        except stripe.CardError as exc:
+            raise StripeCallError(
+                f"Stripe declined the card: {exc.user_message}", 402
+            ) from None
+        except stripe.InvalidRequestError as exc:
+            raise StripeCallError(
+                f"Stripe refused the request: {exc.user_message}", 400
+            ) from None
+        except stripe.AuthenticationError:
+            raise StripeCallError(
+                "Stripe refused the secret key; check STRIPE_SECRET_KEY", 502
+            ) from None
+        except stripe.RateLimitError:
+            raise StripeCallError(
+                "Stripe is rate limiting requests; retry later", 503
+            ) from None
+        except stripe.APIConnectionError:
+            raise StripeCallError(
+                "Stripe could not be reached; retry later", 503
+            ) from None
+        except stripe.StripeError as exc:
+            raise StripeCallError(
+                f"Stripe answered with an error ({type(exc).__name__}); retry later",
+                502,
+            ) from None
+        return result.to_dict()  # type: ignore[no-any-return]

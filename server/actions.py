@@ -1,0 +1,204 @@
+"""POST /actions/<name>: the payment actions.
+
+stripe-payment charges an order once: at most one open PaymentIntent exists per
+order. A second call while one is open answers with that same PaymentIntent,
+and a payment row whose PaymentIntent could not be created is retried with its
+own idempotency key, so a retried create never makes a second PaymentIntent.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from actionflow.engine import db
+from actionflow.engine.errors import PaymentError, StripeCallError
+from actionflow.engine.money import check_chargeable, to_minor_units
+from actionflow.engine.stripe_gateway import StripeGateway
+from actionflow.engine.tables import utcnow
+from sqlalchemy import Connection, insert, select, update
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .auth import Principal, authenticate
+from .http import ApiError, field, json_response, read_json
+from .orders import ORDERS, PAYMENTS
+from .runtime import Runtime
+
+log = logging.getLogger("actionflow.actions")
+
+# PaymentIntent statuses in which the customer can still pay.
+OPEN_INTENT = {
+    "requires_payment_method",
+    "requires_confirmation",
+    "requires_action",
+    "processing",
+}
+
+
+async def run_action(request: Request) -> Response:
+    """Dispatch to the action named in the path."""
+    runtime: Runtime = request.app.state.runtime
+    principal = authenticate(request, runtime.admin_token)
+    name = request.path_params["name"]
+    action = ACTIONS.get(name)
+    if action is None:
+        raise ApiError(
+            404, f"unknown action {name!r}; actions are: {', '.join(sorted(ACTIONS))}"
+        )
+    data = await read_json(request)
+    result = await run_in_threadpool(action, runtime, principal, data)
+    return json_response(result)
+
+
+def stripe_payment(
+    runtime: Runtime, principal: Principal, data: dict[str, Any]
+) -> dict[str, Any]:
+    """Create (or reuse) the PaymentIntent that pays an order."""
+    order_id = field(data, "orderId", int, "the order's id, an integer")
+    currency = field(data, "currency", str, "an ISO currency code such as usd").lower()
+    amount = field(
+        data, "amount", int, "the amount in minor units, e.g. 1000 for 10.00 usd"
+    )
+    gateway = _gateway(runtime)
+    with db.write(runtime.engine) as connection:
+        order = _payable_order(connection, principal, order_id)
+        _check_amount(order, currency, amount)
+        payment = _open_payment(connection, order_id) or _new_payment(
+            connection, order_id, amount, currency
+        )
+    intent = _intent_for(runtime, gateway, payment)
+    return {
+        "paymentId": payment["id"],
+        "clientSecret": intent["client_secret"],
+        "publishableKey": runtime.settings.stripe_publishable_key,
+        "stripePaymentIntentId": intent["id"],
+    }
+
+
+def _gateway(runtime: Runtime) -> StripeGateway:
+    if runtime.gateway is None:
+        raise ApiError(503, "Stripe is not configured; set STRIPE_SECRET_KEY")
+    return runtime.gateway
+
+
+def _payable_order(connection: Connection, principal: Principal, order_id: int) -> Any:
+    # The row lock (PostgreSQL) or the write lock (SQLite) makes concurrent
+    # calls for one order take turns, so they cannot both open a payment.
+    query = select(ORDERS).where(ORDERS.c.id == order_id).with_for_update()
+    order = connection.execute(query).mappings().first()
+    if order is None:
+        raise ApiError(404, f"order {order_id} does not exist")
+    if not principal.is_admin and principal.user_id != order["user_id"]:
+        raise ApiError(403, "this order belongs to another user")
+    if order["status"] != "pending":
+        raise ApiError(
+            409, f"order {order_id} is {order['status']}; only a pending order is paid"
+        )
+    return order
+
+
+def _check_amount(order: Any, currency: str, amount: int) -> None:
+    if currency != order["currency"].lower():
+        raise ApiError(
+            400,
+            f"currency {currency} does not match the order's currency {order['currency']}",
+        )
+    try:
+        expected = to_minor_units(order["price"], currency)
+        if amount != expected:
+            raise ApiError(
+                400,
+                f"amount {amount} does not match the order's price {order['price']} "
+                f"{currency}, which is {expected} in minor units",
+            )
+        check_chargeable(amount, currency)
+    except PaymentError as exc:
+        raise ApiError(exc.status, exc.message) from None
+
+
+def _open_payment(connection: Connection, order_id: int) -> dict[str, Any] | None:
+    query = (
+        select(PAYMENTS)
+        .where(PAYMENTS.c.order_id == order_id, PAYMENTS.c.status == "pending")
+        .order_by(PAYMENTS.c.id.desc())
+        .limit(1)
+    )
+    row = connection.execute(query).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def _new_payment(
+    connection: Connection, order_id: int, amount: int, currency: str
+) -> dict[str, Any]:
+    now = utcnow()
+    values = {
+        "order_id": order_id,
+        "amount": amount,
+        "currency": currency,
+        "status": "pending",
+        "callback_processed": False,
+        "refunded_amount": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+    result = connection.execute(insert(PAYMENTS).values(values).returning(PAYMENTS))
+    return dict(result.mappings().one())
+
+
+def _intent_for(
+    runtime: Runtime, gateway: StripeGateway, payment: dict[str, Any]
+) -> dict[str, Any]:
+    if payment["stripe_payment_intent_id"]:
+        intent = _call(
+            gateway.retrieve_payment_intent, payment["stripe_payment_intent_id"]
+        )
+        if intent["status"] in OPEN_INTENT:
+            return intent
+        _close_payment(runtime, payment["id"], f"PaymentIntent is {intent['status']}")
+        raise ApiError(
+            409, f"payment {payment['id']} can no longer be paid; call the action again"
+        )
+    try:
+        intent = gateway.create_payment_intent(
+            amount=payment["amount"],
+            currency=payment["currency"],
+            metadata={
+                "order_id": str(payment["order_id"]),
+                "payment_id": str(payment["id"]),
+            },
+            idempotency_key=f"actionflow-payment-{payment['id']}",
+        )
+    except StripeCallError as exc:
+        if exc.status < 500:
+            _close_payment(runtime, payment["id"], exc.message)
+        raise ApiError(exc.status, exc.message) from None
+    with db.write(runtime.engine) as connection:
+        connection.execute(
+            update(PAYMENTS)
+            .where(PAYMENTS.c.id == payment["id"])
+            .values(stripe_payment_intent_id=intent["id"], updated_at=utcnow())
+        )
+    log.info("payment intent created payment=%s intent=%s", payment["id"], intent["id"])
+    return intent
+
+
+def _call(function: Any, *args: Any) -> dict[str, Any]:
+    try:
+        return function(*args)  # type: ignore[no-any-return]
+    except StripeCallError as exc:
+        raise ApiError(exc.status, exc.message) from None
+
+
+def _close_payment(runtime: Runtime, payment_id: int, reason: str) -> None:
+    """A payment that can never be paid is canceled, so the next call starts afresh."""
+    with db.write(runtime.engine) as connection:
+        connection.execute(
+            update(PAYMENTS)
+            .where(PAYMENTS.c.id == payment_id, PAYMENTS.c.status == "pending")
+            .values(status="canceled", failure_message=reason, updated_at=utcnow())
+        )
+
+
+ACTIONS = {"stripe-payment": stripe_payment}

@@ -1,0 +1,115 @@
+"""The Starlette application and everything it needs at start."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from actionflow.engine import db
+from actionflow.engine.flow import load_project
+from actionflow.engine.inbox import Processor
+from actionflow.engine.stripe_gateway import StripeGateway
+from actionflow.engine.tables import Setting, utcnow
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.exc import IntegrityError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from . import actions, orders, webhooks
+from .config import Settings
+from .http import ApiError, error_response, json_response
+from .runtime import Runtime
+from .worker import Worker
+
+log = logging.getLogger("actionflow.server")
+
+SETTINGS = Setting.__table__  # type: ignore[attr-defined]
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Connect, check the schema, load the flows: everything but starting work."""
+    engine = db.create_db_engine(settings.database_url)
+    db.prepare(engine)
+    flows = load_project(settings.flows)
+    gateway = None
+    if settings.stripe_secret_key:
+        gateway = StripeGateway(settings.stripe_secret_key, settings.stripe_api_base)
+    processor = Processor(engine, flows, services=gateway, retry=settings.retry)
+    admin_token = settings.admin_token or generated_secret(
+        engine, "admin_token", "aft_"
+    )
+    secrets_ = settings.webhook_secrets or [
+        generated_secret(engine, "webhook_secret", "whsec_")
+    ]
+    return Runtime(settings, engine, flows, processor, admin_token, secrets_, gateway)
+
+
+def generated_secret(engine: Engine, name: str, prefix: str) -> str:
+    """The secret `name` kept in the database, generated on first use."""
+    with db.write(engine) as connection:
+        found = connection.execute(
+            select(SETTINGS.c.value).where(SETTINGS.c.name == name)
+        ).scalar_one_or_none()
+        if found is not None:
+            return str(found)
+        value = prefix + secrets.token_urlsafe(32)
+        try:
+            connection.execute(
+                insert(SETTINGS).values(name=name, value=value, created_at=utcnow())
+            )
+        except IntegrityError:  # another process generated it first
+            connection.rollback()
+            return generated_secret(engine, name, prefix)
+        return value
+
+
+def create_app(runtime: Runtime, *, run_worker: bool = True) -> Starlette:
+    """The HTTP application; with `run_worker`, the worker runs in the same process."""
+    worker = Worker(runtime.processor, runtime.wake)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if run_worker:
+            worker.start()
+        try:
+            yield
+        finally:
+            if run_worker:
+                worker.stop()
+            runtime.engine.dispose()
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/webhooks/stripe", webhooks.receive, methods=["POST"]),
+            Route("/orders", orders.create_order, methods=["POST"]),
+            Route("/orders/{order_id}", orders.get_order, methods=["GET"]),
+            Route("/payments", orders.list_payments, methods=["GET"]),
+            Route("/actions/{name}", actions.run_action, methods=["POST"]),
+        ],
+        exception_handlers={ApiError: _api_error, Exception: _unexpected},  # type: ignore[dict-item]
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    return app
+
+
+def healthz(request: Request) -> Response:
+    """200 while the database answers."""
+    runtime: Runtime = request.app.state.runtime
+    with db.read(runtime.engine) as connection:
+        connection.exec_driver_sql("SELECT 1")
+    return json_response({"status": "ok"})
+
+
+async def _api_error(request: Request, exc: ApiError) -> Response:
+    return error_response(exc.status, exc.message)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("request failed path=%s error=%s", request.url.path, type(exc).__name__)
+    return error_response(500, "internal error; the server log has the details")

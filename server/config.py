@@ -1,0 +1,130 @@
+"""Settings: an optional actionflow.yaml, overridden by environment variables.
+
+Secrets (Stripe keys, webhook secrets, the admin token) are read from the
+environment or the file and are never printed, logged or put in an error.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from actionflow.engine.errors import ConfigError
+from actionflow.engine.flow import EXAMPLE_FLOWS
+from actionflow.engine.inbox import RetryPolicy
+
+CONFIG_FILE = "actionflow.yaml"
+DEFAULT_DATABASE = "sqlite:///actionflow.db"
+ENVIRONMENT = {
+    "ACTIONFLOW_DATABASE_URL": "database_url",
+    "ACTIONFLOW_ADMIN_TOKEN": "admin_token",
+    "STRIPE_SECRET_KEY": "stripe_secret_key",
+    "STRIPE_PUBLISHABLE_KEY": "stripe_publishable_key",
+    "STRIPE_WEBHOOK_SECRET": "stripe_webhook_secret",
+    "STRIPE_API_BASE": "stripe_api_base",
+}
+
+
+@dataclass
+class Settings:
+    """Everything the server and the CLI are configured with."""
+
+    database_url: str = DEFAULT_DATABASE
+    admin_token: str | None = None
+    stripe_secret_key: str | None = None
+    stripe_publishable_key: str | None = None
+    # Several secrets, comma-separated, while a rotated secret is phased out.
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = None
+    flows: list[Path] = field(default_factory=lambda: [EXAMPLE_FLOWS])
+    webhook_max_bytes: int = 1_048_576
+    webhook_tolerance_seconds: int = 300
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    source: Path | None = None
+
+    @property
+    def webhook_secrets(self) -> list[str]:
+        """The webhook signing secrets that are valid now."""
+        raw = self.stripe_webhook_secret or ""
+        return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Settings from `path` (or ./actionflow.yaml if present), then the environment."""
+    settings = Settings()
+    file = path or Path(CONFIG_FILE)
+    if path is not None and not file.exists():
+        raise ConfigError(f"config file {file} does not exist")
+    if file.exists():
+        _apply_file(settings, file)
+    for variable, name in ENVIRONMENT.items():
+        value = os.environ.get(variable)
+        if value:
+            setattr(settings, name, value)
+    return settings
+
+
+def _apply_file(settings: Settings, file: Path) -> None:
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {file} must be a mapping of settings")
+    settings.source = file
+    base = file.parent
+    known = {*ENVIRONMENT.values(), "flows", "webhook_max_bytes", "retry"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) in {file}: {', '.join(unknown)}; "
+            f"known settings are: {', '.join(sorted(known))}"
+        )
+    for name in ENVIRONMENT.values():
+        if name in data:
+            setattr(settings, name, _string(data[name], name, file))
+    if "flows" in data:
+        settings.flows = [
+            base / _string(item, "flows", file) for item in _list(data["flows"])
+        ]
+    if "webhook_max_bytes" in data:
+        settings.webhook_max_bytes = _positive(
+            data["webhook_max_bytes"], "webhook_max_bytes"
+        )
+    if "retry" in data:
+        settings.retry = _retry(data["retry"], file)
+
+
+def _string(value: Any, name: str, file: Path) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"setting {name} in {file} must be a string")
+    return value
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _positive(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"setting {name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _retry(value: Any, file: Path) -> RetryPolicy:
+    if not isinstance(value, dict) or set(value) - {
+        "attempts",
+        "base_seconds",
+        "cap_seconds",
+    }:
+        raise ConfigError(
+            f"setting retry in {file} takes attempts, base_seconds and cap_seconds"
+        )
+    return RetryPolicy(
+        attempts=_positive(value.get("attempts", 8), "retry.attempts"),
+        base_seconds=_positive(value.get("base_seconds", 2), "retry.base_seconds"),
+        cap_seconds=_positive(value.get("cap_seconds", 3600), "retry.cap_seconds"),
+    )

@@ -1,0 +1,78 @@
+"""POST /webhooks/stripe: verify, store, acknowledge. Nothing else happens here.
+
+The signature is checked by the official stripe library on the raw bytes as
+received, before the body is parsed. Flows run later, in the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import stripe
+from actionflow.engine.inbox import store_event
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .http import ApiError, json_response, read_body
+from .runtime import Runtime
+
+log = logging.getLogger("actionflow.webhooks")
+
+
+async def receive(request: Request) -> Response:
+    """Verify a Stripe event, store it once, and answer 200."""
+    runtime: Runtime = request.app.state.runtime
+    _check_content_type(request)
+    body = await read_body(request, runtime.settings.webhook_max_bytes)
+    payload = _verified(body, request.headers.get("stripe-signature"), runtime)
+    event = _parse(payload)
+    stored = await run_in_threadpool(store_event, runtime.engine, event, payload)
+    if stored:
+        runtime.wake.set()
+    log.info(
+        "event received event=%s type=%s new=%s", event["id"], event["type"], stored
+    )
+    return json_response({"received": True, "duplicate": not stored})
+
+
+def _check_content_type(request: Request) -> None:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json":
+        raise ApiError(415, "Stripe events are sent as application/json")
+
+
+def _verified(body: bytes, header: str | None, runtime: Runtime) -> str:
+    if not header:
+        raise ApiError(400, "the Stripe-Signature header is missing")
+    if not runtime.webhook_secrets:
+        raise ApiError(
+            503, "no webhook secret is configured; set STRIPE_WEBHOOK_SECRET"
+        )
+    try:
+        payload = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "the body is not UTF-8") from None
+    tolerance = runtime.settings.webhook_tolerance_seconds
+    for secret in runtime.webhook_secrets:
+        try:
+            stripe.WebhookSignature.verify_header(payload, header, secret, tolerance)
+        except stripe.SignatureVerificationError:
+            continue
+        return payload
+    raise ApiError(400, "the Stripe-Signature does not match, or it is too old")
+
+
+def _parse(payload: str) -> dict[str, Any]:
+    try:
+        event = json.loads(payload)
+    except (ValueError, RecursionError):
+        raise ApiError(400, "the body is not valid JSON") from None
+    if not isinstance(event, dict):
+        raise ApiError(400, "the body is not a Stripe event object")
+    for key in ("id", "type"):
+        if not isinstance(event.get(key), str) or not event[key]:
+            raise ApiError(400, f"the event has no {key}")
+    return event
