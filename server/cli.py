@@ -152,7 +152,10 @@ def upgrade(config: Path | None) -> None:
     """Bring the database schema to this version's revision."""
     settings = _settings(config)
     engine = db.create_db_engine(settings.database_url)
-    db.upgrade(engine)
+    try:
+        db.upgrade(engine)
+    finally:
+        engine.dispose()
     click.echo(f"database schema at revision {db.head_revision()}")
 
 
@@ -231,4 +234,17 @@ def dry_run(flow_file: Path, event_file: Path, config: Path | None) -> None:
         ok = dry_run_flow(engine, flow, event)
     except ActionflowError as exc:
         raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
     sys.exit(0 if ok else 1)
+
+
+def _register() -> None:
+    from .cli_init import init
+    from .cli_trigger import trigger
+
+    main.add_command(trigger)
+    main.add_command(init)
+
+
+_register()
