@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from . import changes as change_log
 from .errors import ActionflowError, RunError
 from .flow import Flow, Step
 
@@ -88,8 +89,9 @@ class StepContext:
     def record_change(
         self, table: str, before: dict[str, Any] | None, after: dict[str, Any]
     ) -> None:
-        """Note a row this step wrote, for traces and dry runs."""
+        """Note a row this step wrote: for subscribers, traces and dry runs."""
         self.changes.append(Change(table, before, after))
+        change_log.record(self.connection, table, after)
 
 
 def run_flow(

@@ -33,7 +33,7 @@ class ExactDecimal(types.TypeDecorator[Decimal]):
 
     def load_dialect_impl(self, dialect: Dialect) -> types.TypeEngine[Any]:
         if dialect.name == "postgresql":
-            return dialect.type_descriptor(Numeric(24, 6, asdecimal=True))
+            return dialect.type_descriptor(Numeric(asdecimal=True))
         return dialect.type_descriptor(String(40))
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
@@ -205,3 +205,22 @@ FLOW_TABLES: dict[str, type[SQLModel]] = {
     "recurring_payment": RecurringPayment,
     "refund": Refund,
 }
+
+
+class RowChange(SQLModel, table=True):
+    """Every committed change to a payment table, in commit order, for subscribers.
+
+    Subscribers resume from the id they saw last (SSE's Last-Event-ID). Owner
+    and order are kept with each change so a subscription filters without joins.
+    """
+
+    __tablename__ = "row_change"
+    __table_args__ = (Index("ix_row_change_table_id", "table_name", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    table_name: str = Field(max_length=64)
+    row_id: int
+    order_id: int | None = Field(default=None, index=True)
+    user_id: str | None = Field(default=None, max_length=64)
+    data: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from actionflow.engine import changes as change_log
 from actionflow.engine import db
 from actionflow.engine.errors import PaymentError, StripeCallError
 from actionflow.engine.money import check_chargeable, to_minor_units
@@ -144,7 +145,9 @@ def _new_payment(
         "updated_at": now,
     }
     result = connection.execute(insert(PAYMENTS).values(values).returning(PAYMENTS))
-    return dict(result.mappings().one())
+    row = dict(result.mappings().one())
+    change_log.record(connection, "payment", row)
+    return row
 
 
 def _intent_for(
@@ -175,10 +178,8 @@ def _intent_for(
             _close_payment(runtime, payment["id"], exc.message)
         raise ApiError(exc.status, exc.message) from None
     with db.write(runtime.engine) as connection:
-        connection.execute(
-            update(PAYMENTS)
-            .where(PAYMENTS.c.id == payment["id"])
-            .values(stripe_payment_intent_id=intent["id"], updated_at=utcnow())
+        _update_payment(
+            connection, payment["id"], stripe_payment_intent_id=intent["id"]
         )
     log.info("payment intent created payment=%s intent=%s", payment["id"], intent["id"])
     return intent
@@ -194,11 +195,22 @@ def _call(function: Any, *args: Any) -> dict[str, Any]:
 def _close_payment(runtime: Runtime, payment_id: int, reason: str) -> None:
     """A payment that can never be paid is canceled, so the next call starts afresh."""
     with db.write(runtime.engine) as connection:
-        connection.execute(
-            update(PAYMENTS)
-            .where(PAYMENTS.c.id == payment_id, PAYMENTS.c.status == "pending")
-            .values(status="canceled", failure_message=reason, updated_at=utcnow())
+        _update_payment(
+            connection, payment_id, status="canceled", failure_message=reason
         )
+
+
+def _update_payment(connection: Connection, payment_id: int, **values: Any) -> None:
+    """Change a pending payment, logging the change for subscribers."""
+    query = (
+        update(PAYMENTS)
+        .where(PAYMENTS.c.id == payment_id, PAYMENTS.c.status == "pending")
+        .values(**values, updated_at=utcnow())
+        .returning(PAYMENTS)
+    )
+    row = connection.execute(query).mappings().first()
+    if row is not None:
+        change_log.record(connection, "payment", dict(row))
 
 
 ACTIONS = {"stripe-payment": stripe_payment}

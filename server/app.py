@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -19,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import actions, orders, webhooks
+from . import actions, orders, realtime, webhooks
 from .config import Settings
 from .http import ApiError, error_response, json_response
 from .runtime import Runtime
@@ -71,13 +73,25 @@ def create_app(runtime: Runtime, *, run_worker: bool = True) -> Starlette:
     """The HTTP application; with `run_worker`, the worker runs in the same process."""
     worker = Worker(runtime.processor, runtime.wake)
 
+    hub = realtime.ChangeHub()
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        hub.start(runtime.engine)
+        listener = None
+        if runtime.engine.dialect.name == "postgresql":
+            listener = asyncio.create_task(
+                realtime.listen_postgres(runtime.engine, hub)
+            )
         if run_worker:
             worker.start()
         try:
             yield
         finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
             if run_worker:
                 worker.stop()
             runtime.engine.dispose()
@@ -90,11 +104,13 @@ def create_app(runtime: Runtime, *, run_worker: bool = True) -> Starlette:
             Route("/orders/{order_id}", orders.get_order, methods=["GET"]),
             Route("/payments", orders.list_payments, methods=["GET"]),
             Route("/actions/{name}", actions.run_action, methods=["POST"]),
+            Route("/subscriptions/{table}", realtime.subscribe, methods=["GET"]),
         ],
         exception_handlers={ApiError: _api_error, Exception: _unexpected},  # type: ignore[dict-item]
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.hub = hub
     return app
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from actionflow.engine import changes as change_log
 from actionflow.engine import db
 from actionflow.engine.errors import PaymentError
 from actionflow.engine.money import minor_unit_exponent
@@ -73,7 +74,9 @@ def _insert_order(runtime: Runtime, values: dict[str, Any]) -> dict[str, Any]:
             .values(**values, created_at=now, updated_at=now)
             .returning(ORDERS)
         )
-        return dict(result.mappings().one())
+        row = dict(result.mappings().one())
+        change_log.record(connection, "order", row)
+        return row
 
 
 def get_order(request: Request) -> Response:

@@ -23,6 +23,7 @@ import pytest
 import stripe
 
 from tests.conftest import ADMIN_TOKEN, WEBHOOK_SECRET, free_port, wait_for
+from tests.server.sse import Subscription
 from tests.stripe_events import signed
 
 pytestmark = pytest.mark.e2e
@@ -278,3 +279,31 @@ def test_a_declined_card_leaves_the_payment_failed_and_the_order_unpaid(
     assert payment["failureMessage"]
     assert server.client.get(f"/orders/{order_id}").json()["status"] == "pending"
     assert json.loads(json.dumps(payment))["amount"] == 1000
+
+
+def test_a_subscriber_sees_the_payment_pending_then_succeeded(
+    localstripe: str, server: Server
+) -> None:
+    order = server.client.post(
+        "/orders", json={"price": "10.00", "currency": "usd", "userId": "user-1"}
+    ).json()
+    url = f"{server.url}/subscriptions/payments?orderId={order['id']}"
+    with Subscription(url, ADMIN_TOKEN) as stream:
+        started = server.client.post(
+            "/actions/stripe-payment",
+            json={"orderId": order["id"], "currency": "usd", "amount": 1000},
+        ).json()
+        _confirm_as_the_browser(localstripe, started["stripePaymentIntentId"], SUCCEEDS)
+        wait_for(
+            lambda: any(
+                message["data"]["row"]["status"] == "succeeded"
+                for message in stream.messages
+            ),
+            what="the succeeded payment to be streamed",
+        )
+    statuses = [message["data"]["row"]["status"] for message in stream.messages]
+    assert statuses[0] == "pending"
+    assert statuses[-1] == "succeeded"
+    assert statuses.index("succeeded") == len(statuses) - 1
+    ids = [int(message["id"]) for message in stream.messages]
+    assert ids == sorted(ids)

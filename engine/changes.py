@@ -1,0 +1,92 @@
+"""The change log: each write to a payment table leaves one row_change, in commit order.
+
+A change is written in the same transaction as the row it describes, so it is
+committed exactly when the row is. On PostgreSQL, change-writing transactions
+take one advisory lock until they commit: ids are then handed out in commit
+order, and a subscriber that has seen id N can never later find a smaller one.
+The NOTIFY sent here is delivered by PostgreSQL only when the transaction
+commits, and wakes the subscribers of every server process.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Table, insert, select, text
+
+from .jsonvalues import dumps
+from .tables import Order, Payment, RowChange, utcnow
+
+CHANGES: Table = RowChange.__table__  # type: ignore[attr-defined]
+ORDERS: Table = Order.__table__  # type: ignore[attr-defined]
+PAYMENTS: Table = Payment.__table__  # type: ignore[attr-defined]
+
+CHANNEL = "actionflow_changes"
+_LOCK_KEY = 0x6166_6368  # "afch": one advisory lock for all change writers
+
+
+def record(connection: Connection, table: str, row: dict[str, Any]) -> None:
+    """Log that `row` of `table` was inserted or changed, with the transaction."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY}
+        )
+        connection.execute(text(f"NOTIFY {CHANNEL}"))
+    order_id, user_id = _owner(connection, table, row)
+    connection.execute(
+        insert(CHANGES).values(
+            table_name=table,
+            row_id=row["id"],
+            order_id=order_id,
+            user_id=user_id,
+            data=dumps(row),
+            created_at=utcnow(),
+        )
+    )
+
+
+def _owner(connection: Connection, table: str, row: dict[str, Any]) -> tuple[Any, Any]:
+    """The order a row belongs to, and that order's user."""
+    if table == "order":
+        return row["id"], row.get("user_id")
+    if "order_id" in row:
+        order_id = row["order_id"]
+    elif "payment_id" in row:
+        order_id = connection.execute(
+            select(PAYMENTS.c.order_id).where(PAYMENTS.c.id == row["payment_id"])
+        ).scalar_one_or_none()
+    else:
+        return None, row.get("user_id")
+    user_id = row.get("user_id")
+    if user_id is None and order_id is not None:
+        user_id = connection.execute(
+            select(ORDERS.c.user_id).where(ORDERS.c.id == order_id)
+        ).scalar_one_or_none()
+    return order_id, user_id
+
+
+def since(
+    connection: Connection,
+    table: str,
+    after: int,
+    *,
+    order_id: int | None = None,
+    user_id: str | None = None,
+    limit: int = 500,
+) -> list[dict[str, Any]]:
+    """Changes to `table` with an id above `after`, oldest first, filtered."""
+    query = select(CHANGES).where(CHANGES.c.table_name == table, CHANGES.c.id > after)
+    if order_id is not None:
+        query = query.where(CHANGES.c.order_id == order_id)
+    if user_id is not None:
+        query = query.where(CHANGES.c.user_id == user_id)
+    rows = connection.execute(query.order_by(CHANGES.c.id).limit(limit)).mappings()
+    return [dict(row) for row in rows]
+
+
+def head(connection: Connection) -> int:
+    """The id of the newest change, 0 when there is none."""
+    newest = connection.execute(
+        select(CHANGES.c.id).order_by(CHANGES.c.id.desc()).limit(1)
+    )
+    return int(newest.scalar_one_or_none() or 0)
