@@ -21,9 +21,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .auth import Principal, authenticate
+from .auth import Principal, caller
 from .http import ApiError, field, json_response, read_json
-from .orders import ORDERS, PAYMENTS
+from .orders import PAYMENTS, find_order
 from .runtime import Runtime
 
 log = logging.getLogger("actionflow.actions")
@@ -40,7 +40,7 @@ OPEN_INTENT = {
 async def run_action(request: Request) -> Response:
     """Dispatch to the action named in the path."""
     runtime: Runtime = request.app.state.runtime
-    principal = authenticate(request, runtime.admin_token)
+    principal = caller(request)
     name = request.path_params["name"]
     action = ACTIONS.get(name)
     if action is None:
@@ -63,7 +63,7 @@ def stripe_payment(
     )
     gateway = _gateway(runtime)
     with db.write(runtime.engine) as connection:
-        order = _payable_order(connection, principal, order_id)
+        order = _payable_order(runtime, connection, principal, order_id)
         _check_amount(order, currency, amount)
         payment = _open_payment(connection, order_id) or _new_payment(
             connection, order_id, amount, currency
@@ -83,14 +83,13 @@ def _gateway(runtime: Runtime) -> StripeGateway:
     return runtime.gateway
 
 
-def _payable_order(connection: Connection, principal: Principal, order_id: int) -> Any:
+def _payable_order(
+    runtime: Runtime, connection: Connection, principal: Principal, order_id: int
+) -> Any:
     # The row lock (PostgreSQL) or the write lock (SQLite) makes concurrent
     # calls for one order take turns, so they cannot both open a payment.
-    query = select(ORDERS).where(ORDERS.c.id == order_id).with_for_update()
-    order = connection.execute(query).mappings().first()
-    if order is None:
-        raise ApiError(404, f"order {order_id} does not exist")
-    if not principal.is_admin and principal.user_id != order["user_id"]:
+    order = find_order(connection, runtime.order_table, order_id, lock=True)
+    if not principal.is_admin and principal.user_id != str(order["user_id"]):
         raise ApiError(403, "this order belongs to another user")
     if order["status"] != "pending":
         raise ApiError(
@@ -202,3 +201,18 @@ def _close_payment(runtime: Runtime, payment_id: int, reason: str) -> None:
 
 
 ACTIONS = {"stripe-payment": stripe_payment}
+
+# The other actions live in modules of their own and use the helpers above.
+from .refunds import stripe_refund  # noqa: E402
+from .subscriptions import (  # noqa: E402
+    stripe_subscription,
+    stripe_subscription_cancel,
+)
+
+ACTIONS.update(
+    {
+        "stripe-refund": stripe_refund,
+        "stripe-subscription": stripe_subscription,
+        "stripe-subscription-cancel": stripe_subscription_cancel,
+    }
+)

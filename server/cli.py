@@ -20,6 +20,7 @@ from actionflow.engine.flow import (
     load_flow,
 )
 
+from . import cli_token
 from .config import Settings, load_settings
 
 log = logging.getLogger("actionflow")
@@ -232,3 +233,6 @@ def dry_run(flow_file: Path, event_file: Path, config: Path | None) -> None:
     except ActionflowError as exc:
         raise click.ClickException(str(exc)) from None
     sys.exit(0 if ok else 1)
+
+
+main.add_command(cli_token.token)
