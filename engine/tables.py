@@ -65,7 +65,9 @@ class Order(SQLModel, table=True):
     currency: str = Field(max_length=3)
     user_id: str = Field(max_length=64, index=True)
     status: str = Field(default="pending", max_length=32)
-    description: str = Field(default="", sa_column=Column(Text, nullable=False))
+    description: str = Field(
+        default="", sa_column=Column(Text, nullable=False, default="")
+    )
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Column, Table, func, insert, select, update
+from sqlalchemy import Column, DateTime, Table, func, insert, select, update
 
 from ..errors import RunError
 from ..orderlink import labelled
@@ -246,7 +246,7 @@ def coerce(column: Column[Any], value: Any) -> Any:
         if not column.nullable and not column.primary_key:
             raise RunError(f"column '{column.name}' cannot be null")
         return None
-    kind = column.type.python_type
+    kind = _python_type(column)
     try:
         converted = _convert(kind, value)
     except (ValueError, InvalidOperation, OverflowError):
@@ -260,6 +260,14 @@ def coerce(column: Column[Any], value: Any) -> Any:
 
 
 _REFUSED = object()
+
+
+def _python_type(column: Column[Any]) -> type:
+    # sqlmodel's UTCDateTime declares `object`; its implementation is a DateTime.
+    for kind in (column.type, getattr(column.type, "impl", None)):
+        if isinstance(kind, DateTime):
+            return datetime
+    return column.type.python_type
 
 
 def _convert(kind: type, value: Any) -> Any:
