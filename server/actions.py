@@ -9,11 +9,16 @@ own idempotency key, so a retried create never makes a second PaymentIntent.
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 from typing import Any
 
 from actionflow.engine import db
 from actionflow.engine.errors import PaymentError, StripeCallError
-from actionflow.engine.money import check_chargeable, to_minor_units
+from actionflow.engine.money import (
+    check_chargeable,
+    minor_unit_exponent,
+    to_minor_units,
+)
 from actionflow.engine.stripe_gateway import StripeGateway
 from actionflow.engine.tables import utcnow
 from sqlalchemy import Connection, insert, select, update
@@ -102,19 +107,35 @@ def _check_amount(order: Any, currency: str, amount: int) -> None:
     if currency != order["currency"].lower():
         raise ApiError(
             400,
-            f"currency {currency} does not match the order's currency {order['currency']}",
+            f"currency {currency} does not match the order's currency "
+            f"{order['currency']}",
         )
+    price = _plain(order["price"], currency)
     try:
-        expected = to_minor_units(order["price"], currency)
+        expected = to_minor_units(price, currency)
         if amount != expected:
             raise ApiError(
                 400,
-                f"amount {amount} does not match the order's price {order['price']} "
+                f"amount {amount} does not match the order's price {price} "
                 f"{currency}, which is {expected} in minor units",
             )
         check_chargeable(amount, currency)
     except PaymentError as exc:
         raise ApiError(exc.status, exc.message) from None
+
+
+def _plain(price: Any, currency: str) -> Any:
+    """A stored price without its column's padding: 10.000000 usd -> 10.00."""
+    if not isinstance(price, Decimal) or not price.is_finite():
+        return price
+    try:
+        places = minor_unit_exponent(currency)
+    except PaymentError:
+        return price
+    exponent = price.normalize().as_tuple().exponent
+    if isinstance(exponent, int):
+        places = max(places, -exponent)
+    return price.quantize(Decimal(1).scaleb(-places))
 
 
 def _open_payment(connection: Connection, order_id: int) -> dict[str, Any] | None:
