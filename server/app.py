@@ -35,6 +35,14 @@ SETTINGS = Setting.__table__  # type: ignore[attr-defined]
 def build_runtime(settings: Settings) -> Runtime:
     """Connect, check the schema, load the flows: everything but starting work."""
     engine = db.create_db_engine(settings.database_url)
+    try:
+        return _build(settings, engine)
+    except BaseException:
+        engine.dispose()  # a refused start leaves no connection behind
+        raise
+
+
+def _build(settings: Settings, engine: Engine) -> Runtime:
     db.prepare(engine)
     flows = load_project(settings.flows)
     gateway = None
