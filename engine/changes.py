@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import Connection, Table, insert, select, text
 
 from .jsonvalues import dumps
-from .tables import Order, Payment, RowChange, utcnow
+from .orderlink import labelled
+from .tables import FLOW_TABLES, Order, Payment, RowChange, utcnow
 
 CHANGES: Table = RowChange.__table__  # type: ignore[attr-defined]
 ORDERS: Table = Order.__table__  # type: ignore[attr-defined]
@@ -25,14 +26,23 @@ CHANNEL = "actionflow_changes"
 _LOCK_KEY = 0x6166_6368  # "afch": one advisory lock for all change writers
 
 
-def record(connection: Connection, table: str, row: dict[str, Any]) -> None:
-    """Log that `row` of `table` was inserted or changed, with the transaction."""
+def record(
+    connection: Connection,
+    table: str,
+    row: dict[str, Any],
+    *,
+    orders: Table | None = None,
+) -> None:
+    """Log that `row` of `table` was inserted or changed, with the transaction.
+
+    `orders` is the order table when an existing table is linked in its place.
+    """
     if connection.dialect.name == "postgresql":
         connection.execute(
             text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY}
         )
         connection.execute(text(f"NOTIFY {CHANNEL}"))
-    order_id, user_id = _owner(connection, table, row)
+    order_id, user_id = _owner(connection, table, row, orders if orders is not None else ORDERS)
     connection.execute(
         insert(CHANGES).values(
             table_name=table,
@@ -45,7 +55,23 @@ def record(connection: Connection, table: str, row: dict[str, Any]) -> None:
     )
 
 
-def _owner(connection: Connection, table: str, row: dict[str, Any]) -> tuple[Any, Any]:
+def record_row(
+    connection: Connection, table: str, row_id: int, *, orders: Table | None = None
+) -> None:
+    """Log the current state of one row, read back inside the transaction."""
+    if table == "order" and orders is not None:
+        query = select(*labelled(orders)).where(orders.c.id == row_id)
+    else:
+        source = FLOW_TABLES[table].__table__  # type: ignore[attr-defined]
+        query = select(source).where(source.c.id == row_id)
+    row = connection.execute(query).mappings().first()
+    if row is not None:
+        record(connection, table, dict(row), orders=orders)
+
+
+def _owner(
+    connection: Connection, table: str, row: dict[str, Any], orders: Table
+) -> tuple[Any, Any]:
     """The order a row belongs to, and that order's user."""
     if table == "order":
         return row["id"], row.get("user_id")
@@ -60,7 +86,7 @@ def _owner(connection: Connection, table: str, row: dict[str, Any]) -> tuple[Any
     user_id = row.get("user_id")
     if user_id is None and order_id is not None:
         user_id = connection.execute(
-            select(ORDERS.c.user_id).where(ORDERS.c.id == order_id)
+            select(orders.c.user_id).where(orders.c.id == order_id)
         ).scalar_one_or_none()
     return order_id, user_id
 

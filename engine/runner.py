@@ -91,7 +91,8 @@ class StepContext:
     ) -> None:
         """Note a row this step wrote: for subscribers, traces and dry runs."""
         self.changes.append(Change(table, before, after))
-        change_log.record(self.connection, table, after)
+        orders = getattr(self.services, "order_table", None)
+        change_log.record(self.connection, table, after, orders=orders)
 
 
 def run_flow(

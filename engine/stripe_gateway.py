@@ -44,6 +44,70 @@ class StripeGateway:
         """The PaymentIntent as Stripe has it now."""
         return self._call(lambda: self.client.v1.payment_intents.retrieve(intent_id))
 
+    def create_refund(
+        self,
+        *,
+        payment_intent: str,
+        amount: int,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> dict[str, Any]:
+        """Refund `amount` minor units of a PaymentIntent's charge."""
+        params: Any = {
+            "payment_intent": payment_intent,
+            "amount": amount,
+            "metadata": metadata,
+        }
+        options: Any = {"idempotency_key": idempotency_key}
+        return self._call(
+            lambda: self.client.v1.refunds.create(params=params, options=options)
+        )
+
+    def create_customer(
+        self, *, metadata: dict[str, str], idempotency_key: str
+    ) -> dict[str, Any]:
+        """Create a customer for one of the app's users."""
+        params: Any = {"metadata": metadata}
+        options: Any = {"idempotency_key": idempotency_key}
+        return self._call(
+            lambda: self.client.v1.customers.create(params=params, options=options)
+        )
+
+    def create_subscription(
+        self,
+        *,
+        customer: str,
+        price: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> dict[str, Any]:
+        """Subscribe `customer` to `price`; `metadata` names our rows."""
+        params: Any = {
+            "customer": customer,
+            "items": [{"price": price}],
+            "metadata": metadata,
+        }
+        options: Any = {"idempotency_key": idempotency_key}
+        return self._call(
+            lambda: self.client.v1.subscriptions.create(params=params, options=options)
+        )
+
+    def cancel_subscription(
+        self, subscription: str, *, at_period_end: bool, idempotency_key: str
+    ) -> dict[str, Any]:
+        """Cancel now, or at the end of the period already paid for."""
+        options: Any = {"idempotency_key": idempotency_key}
+        if at_period_end:
+            params: Any = {"cancel_at_period_end": True}
+            return self._call(
+                lambda: self.client.v1.subscriptions.update(
+                    subscription, params=params, options=options
+                )
+            )
+        return self._call(
+            lambda: self.client.v1.subscriptions.cancel(subscription, options=options)
+        )
+
     @staticmethod
     def _call(request: Any) -> dict[str, Any]:
         try:

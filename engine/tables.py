@@ -65,7 +65,9 @@ class Order(SQLModel, table=True):
     currency: str = Field(max_length=3)
     user_id: str = Field(max_length=64, index=True)
     status: str = Field(default="pending", max_length=32)
-    description: str = Field(default="", sa_column=Column(Text, nullable=False))
+    description: str = Field(
+        default="", sa_column=Column(Text, nullable=False, default="")
+    )
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -74,6 +76,9 @@ class Payment(SQLModel, table=True):
     """One attempt to charge an order once (one Stripe PaymentIntent)."""
 
     __tablename__ = "payment"
+    __table_args__ = (
+        Index("ux_payment_stripe_invoice_id", "stripe_invoice_id", unique=True),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     order_id: int = Field(index=True)
@@ -89,6 +94,9 @@ class Payment(SQLModel, table=True):
         default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
     )
     failure_message: str | None = Field(default=None, sa_column=Column(Text))
+    # Set on a payment of a subscription invoice: one payment per invoice.
+    stripe_invoice_id: str | None = Field(default=None, max_length=255)
+    recurring_payment_id: int | None = Field(default=None, index=True)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -111,6 +119,11 @@ class RecurringPayment(SQLModel, table=True):
     cancel_at_period_end: bool = Field(default=False)
     ended_at: datetime | None = None
     callback_processed: bool = Field(default=False)
+    # The `created` time of the newest Stripe event applied, so a late older
+    # event cannot move the status back.
+    last_event_at: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -127,6 +140,7 @@ class Refund(SQLModel, table=True):
     status: str = Field(default="pending", max_length=32)
     stripe_refund_id: str | None = Field(default=None, max_length=255, unique=True)
     reason: str | None = Field(default=None, max_length=255)
+    failure_reason: str | None = Field(default=None, sa_column=Column(Text))
     callback_processed: bool = Field(default=False)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -198,12 +212,40 @@ class Setting(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class StripeCustomer(SQLModel, table=True):
+    """The Stripe customer of a user, created once and reused by subscriptions."""
+
+    __tablename__ = "stripe_customer"
+
+    user_id: str = Field(primary_key=True, max_length=64)
+    stripe_customer_id: str = Field(max_length=255, unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class UserFeature(SQLModel, table=True):
+    """A feature switched on or off for a user, e.g. by a subscription extension."""
+
+    __tablename__ = "user_feature"
+    __table_args__ = (
+        Index("ux_user_feature_user_feature", "user_id", "feature", unique=True),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: str = Field(max_length=64)
+    feature: str = Field(max_length=128)
+    active: bool = Field(default=False)
+    source: str | None = Field(default=None, max_length=255)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
 # The tables flows may read and write with `table.*` steps, by the name flows use.
 FLOW_TABLES: dict[str, type[SQLModel]] = {
     "order": Order,
     "payment": Payment,
     "recurring_payment": RecurringPayment,
     "refund": Refund,
+    "user_feature": UserFeature,
 }
 
 

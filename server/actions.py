@@ -9,12 +9,17 @@ own idempotency key, so a retried create never makes a second PaymentIntent.
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 from typing import Any
 
 from actionflow.engine import changes as change_log
 from actionflow.engine import db
 from actionflow.engine.errors import PaymentError, StripeCallError
-from actionflow.engine.money import check_chargeable, to_minor_units
+from actionflow.engine.money import (
+    check_chargeable,
+    minor_unit_exponent,
+    to_minor_units,
+)
 from actionflow.engine.stripe_gateway import StripeGateway
 from actionflow.engine.tables import utcnow
 from sqlalchemy import Connection, insert, select, update
@@ -22,9 +27,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .auth import Principal, authenticate
+from .auth import Principal, caller
 from .http import ApiError, field, json_response, read_json
-from .orders import ORDERS, PAYMENTS
+from .orders import PAYMENTS, find_order
 from .runtime import Runtime
 
 log = logging.getLogger("actionflow.actions")
@@ -41,7 +46,7 @@ OPEN_INTENT = {
 async def run_action(request: Request) -> Response:
     """Dispatch to the action named in the path."""
     runtime: Runtime = request.app.state.runtime
-    principal = authenticate(request, runtime.admin_token)
+    principal = caller(request)
     name = request.path_params["name"]
     action = ACTIONS.get(name)
     if action is None:
@@ -64,7 +69,7 @@ def stripe_payment(
     )
     gateway = _gateway(runtime)
     with db.write(runtime.engine) as connection:
-        order = _payable_order(connection, principal, order_id)
+        order = _payable_order(runtime, connection, principal, order_id)
         _check_amount(order, currency, amount)
         payment = _open_payment(connection, order_id) or _new_payment(
             connection, order_id, amount, currency
@@ -84,14 +89,13 @@ def _gateway(runtime: Runtime) -> StripeGateway:
     return runtime.gateway
 
 
-def _payable_order(connection: Connection, principal: Principal, order_id: int) -> Any:
+def _payable_order(
+    runtime: Runtime, connection: Connection, principal: Principal, order_id: int
+) -> Any:
     # The row lock (PostgreSQL) or the write lock (SQLite) makes concurrent
     # calls for one order take turns, so they cannot both open a payment.
-    query = select(ORDERS).where(ORDERS.c.id == order_id).with_for_update()
-    order = connection.execute(query).mappings().first()
-    if order is None:
-        raise ApiError(404, f"order {order_id} does not exist")
-    if not principal.is_admin and principal.user_id != order["user_id"]:
+    order = find_order(connection, runtime.order_table, order_id, lock=True)
+    if not principal.is_admin and principal.user_id != str(order["user_id"]):
         raise ApiError(403, "this order belongs to another user")
     if order["status"] != "pending":
         raise ApiError(
@@ -104,19 +108,35 @@ def _check_amount(order: Any, currency: str, amount: int) -> None:
     if currency != order["currency"].lower():
         raise ApiError(
             400,
-            f"currency {currency} does not match the order's currency {order['currency']}",
+            f"currency {currency} does not match the order's currency "
+            f"{order['currency']}",
         )
+    price = _plain(order["price"], currency)
     try:
-        expected = to_minor_units(order["price"], currency)
+        expected = to_minor_units(price, currency)
         if amount != expected:
             raise ApiError(
                 400,
-                f"amount {amount} does not match the order's price {order['price']} "
+                f"amount {amount} does not match the order's price {price} "
                 f"{currency}, which is {expected} in minor units",
             )
         check_chargeable(amount, currency)
     except PaymentError as exc:
         raise ApiError(exc.status, exc.message) from None
+
+
+def _plain(price: Any, currency: str) -> Any:
+    """A stored price without its column's padding: 10.000000 usd -> 10.00."""
+    if not isinstance(price, Decimal) or not price.is_finite():
+        return price
+    try:
+        places = minor_unit_exponent(currency)
+    except PaymentError:
+        return price
+    exponent = price.normalize().as_tuple().exponent
+    if isinstance(exponent, int):
+        places = max(places, -exponent)
+    return price.quantize(Decimal(1).scaleb(-places))
 
 
 def _open_payment(connection: Connection, order_id: int) -> dict[str, Any] | None:
@@ -214,3 +234,18 @@ def _update_payment(connection: Connection, payment_id: int, **values: Any) -> N
 
 
 ACTIONS = {"stripe-payment": stripe_payment}
+
+# The other actions live in modules of their own and use the helpers above.
+from .refunds import stripe_refund  # noqa: E402
+from .subscriptions import (  # noqa: E402
+    stripe_subscription,
+    stripe_subscription_cancel,
+)
+
+ACTIONS.update(
+    {
+        "stripe-refund": stripe_refund,
+        "stripe-subscription": stripe_subscription,
+        "stripe-subscription-cancel": stripe_subscription_cancel,
+    }
+)

@@ -12,6 +12,8 @@ from contextlib import asynccontextmanager
 from actionflow.engine import db
 from actionflow.engine.flow import load_project
 from actionflow.engine.inbox import Processor
+from actionflow.engine.orderlink import check_link, order_table
+from actionflow.engine.services import Services
 from actionflow.engine.stripe_gateway import StripeGateway
 from actionflow.engine.tables import Setting, utcnow
 from sqlalchemy import Engine, insert, select
@@ -35,19 +37,42 @@ SETTINGS = Setting.__table__  # type: ignore[attr-defined]
 def build_runtime(settings: Settings) -> Runtime:
     """Connect, check the schema, load the flows: everything but starting work."""
     engine = db.create_db_engine(settings.database_url)
+    try:
+        return _build(settings, engine)
+    except BaseException:
+        engine.dispose()  # a refused start leaves no connection behind
+        raise
+
+
+def _build(settings: Settings, engine: Engine) -> Runtime:
     db.prepare(engine)
     flows = load_project(settings.flows)
     gateway = None
     if settings.stripe_secret_key:
         gateway = StripeGateway(settings.stripe_secret_key, settings.stripe_api_base)
-    processor = Processor(engine, flows, services=gateway, retry=settings.retry)
+    services = Services(gateway, order_table(engine, settings.order_link))
+    check_link(engine, settings.order_link)
+    processor = Processor(engine, flows, services=services, retry=settings.retry)
     admin_token = settings.admin_token or generated_secret(
         engine, "admin_token", "aft_"
     )
     secrets_ = settings.webhook_secrets or [
         generated_secret(engine, "webhook_secret", "whsec_")
     ]
-    return Runtime(settings, engine, flows, processor, admin_token, secrets_, gateway)
+    token_secret = settings.token_secret or generated_secret(
+        engine, "token_secret", "afk_"
+    )
+    return Runtime(
+        settings,
+        engine,
+        flows,
+        processor,
+        admin_token,
+        secrets_,
+        gateway,
+        token_secret=token_secret,
+        services=services,
+    )
 
 
 def generated_secret(engine: Engine, name: str, prefix: str) -> str:
@@ -103,6 +128,12 @@ def create_app(runtime: Runtime, *, run_worker: bool = True) -> Starlette:
             Route("/orders", orders.create_order, methods=["POST"]),
             Route("/orders/{order_id}", orders.get_order, methods=["GET"]),
             Route("/payments", orders.list_payments, methods=["GET"]),
+            Route("/refunds", orders.list_refunds, methods=["GET"]),
+            Route(
+                "/recurring-payments",
+                orders.list_recurring_payments,
+                methods=["GET"],
+            ),
             Route("/actions/{name}", actions.run_action, methods=["POST"]),
             Route("/subscriptions/{table}", realtime.subscribe, methods=["GET"]),
         ],

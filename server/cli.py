@@ -19,7 +19,10 @@ from actionflow.engine.flow import (
     load_directory,
     load_flow,
 )
+from actionflow.engine.orderlink import order_table
+from actionflow.engine.services import Services
 
+from . import cli_token
 from .config import Settings, load_settings
 
 log = logging.getLogger("actionflow")
@@ -231,7 +234,9 @@ def dry_run(flow_file: Path, event_file: Path, config: Path | None) -> None:
     engine = db.create_db_engine(settings.database_url)
     try:
         db.prepare(engine)
-        ok = dry_run_flow(engine, flow, event)
+        # No Stripe in a dry run: only the linked order table is handed over.
+        services = Services(None, order_table(engine, settings.order_link))
+        ok = dry_run_flow(engine, flow, event, services)
     except ActionflowError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -245,6 +250,7 @@ def _register() -> None:
 
     main.add_command(trigger)
     main.add_command(init)
+    main.add_command(cli_token.token)
 
 
 _register()

@@ -15,12 +15,14 @@ import yaml
 from actionflow.engine.errors import ConfigError
 from actionflow.engine.flow import EXAMPLE_FLOWS
 from actionflow.engine.inbox import RetryPolicy
+from actionflow.engine.orderlink import OrderLink, link_from_config
 
 CONFIG_FILE = "actionflow.yaml"
 DEFAULT_DATABASE = "sqlite:///actionflow.db"
 ENVIRONMENT = {
     "ACTIONFLOW_DATABASE_URL": "database_url",
     "ACTIONFLOW_ADMIN_TOKEN": "admin_token",
+    "ACTIONFLOW_TOKEN_SECRET": "token_secret",
     "STRIPE_SECRET_KEY": "stripe_secret_key",
     "STRIPE_PUBLISHABLE_KEY": "stripe_publishable_key",
     "STRIPE_WEBHOOK_SECRET": "stripe_webhook_secret",
@@ -34,6 +36,8 @@ class Settings:
 
     database_url: str = DEFAULT_DATABASE
     admin_token: str | None = None
+    # The key that signs user and admin tokens (`actionflow token`).
+    token_secret: str | None = None
     stripe_secret_key: str | None = None
     stripe_publishable_key: str | None = None
     # Several secrets, comma-separated, while a rotated secret is phased out.
@@ -43,6 +47,7 @@ class Settings:
     webhook_max_bytes: int = 1_048_576
     webhook_tolerance_seconds: int = 300
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    order_link: OrderLink = field(default_factory=OrderLink)
     source: Path | None = None
 
     @property
@@ -76,7 +81,13 @@ def _apply_file(settings: Settings, file: Path) -> None:
         raise ConfigError(f"config file {file} must be a mapping of settings")
     settings.source = file
     base = file.parent
-    known = {*ENVIRONMENT.values(), "flows", "webhook_max_bytes", "retry"}
+    known = {
+        *ENVIRONMENT.values(),
+        "flows",
+        "webhook_max_bytes",
+        "retry",
+        "order_table",
+    }
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(
@@ -96,6 +107,8 @@ def _apply_file(settings: Settings, file: Path) -> None:
         )
     if "retry" in data:
         settings.retry = _retry(data["retry"], file)
+    if "order_table" in data:
+        settings.order_link = link_from_config(data["order_table"], str(file))
 
 
 def _string(value: Any, name: str, file: Path) -> str:

@@ -20,12 +20,14 @@ class _RollBack(Exception):
     """Unwinds the dry run's transaction after the run."""
 
 
-def dry_run_flow(engine: Engine, flow: Flow, event: dict[str, Any]) -> bool:
+def dry_run_flow(
+    engine: Engine, flow: Flow, event: dict[str, Any], services: Any = None
+) -> bool:
     """Run `flow` on `event`, print what happened, write nothing; True unless it failed."""
     result: RunResult | None = None
     try:
         with db.write(engine) as connection:
-            result = run_flow(flow, connection, event=event, services=None)
+            result = run_flow(flow, connection, event=event, services=services)
             raise _RollBack
     except _RollBack:
         pass

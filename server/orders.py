@@ -1,4 +1,8 @@
-"""Orders and payments as the API shows them: create an order, read orders and payments."""
+"""Orders and payment tables as the API shows them; create an order, read the rest.
+
+Every read checks ownership: a user sees their own orders and what hangs off
+them (payments, refunds, recurring payments); an admin sees everything.
+"""
 
 from __future__ import annotations
 
@@ -9,25 +13,28 @@ from actionflow.engine import changes as change_log
 from actionflow.engine import db
 from actionflow.engine.errors import PaymentError
 from actionflow.engine.money import minor_unit_exponent
-from actionflow.engine.tables import Order, Payment, utcnow
-from sqlalchemy import Table, insert, select
+from actionflow.engine.orderlink import labelled
+from actionflow.engine.tables import Order, Payment, RecurringPayment, Refund, utcnow
+from sqlalchemy import Connection, Table, insert, select
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .auth import Principal, authenticate, require_admin
+from .auth import Principal, caller, require_admin
 from .http import ApiError, field, json_response, present, read_json
 from .runtime import Runtime
 
 ORDERS: Table = Order.__table__  # type: ignore[attr-defined]
 PAYMENTS: Table = Payment.__table__  # type: ignore[attr-defined]
+REFUNDS: Table = Refund.__table__  # type: ignore[attr-defined]
+RECURRING: Table = RecurringPayment.__table__  # type: ignore[attr-defined]
 
 
 async def create_order(request: Request) -> Response:
     """POST /orders: an admin creates an order for a user."""
     runtime: Runtime = request.app.state.runtime
-    principal = authenticate(request, runtime.admin_token)
-    require_admin(principal)
+    require_admin(caller(request))
     data = await read_json(request)
     values = _order_values(data)
     row = await run_in_threadpool(_insert_order, runtime, values)
@@ -67,58 +74,103 @@ def _price(data: dict[str, Any]) -> Decimal:
 
 
 def _insert_order(runtime: Runtime, values: dict[str, Any]) -> dict[str, Any]:
+    table = runtime.order_table
     now = utcnow()
-    with db.write(runtime.engine) as connection:
-        result = connection.execute(
-            insert(ORDERS)
-            .values(**values, created_at=now, updated_at=now)
-            .returning(ORDERS)
-        )
-        row = dict(result.mappings().one())
-        change_log.record(connection, "order", row)
-        return row
+    stamps = {"created_at": now, "updated_at": now}
+    values = {
+        key: value for key, value in {**values, **stamps}.items() if key in table.c
+    }
+    try:
+        with db.write(runtime.engine) as connection:
+            result = connection.execute(
+                insert(table).values(values).returning(*labelled(table))
+            )
+            row = dict(result.mappings().one())
+            change_log.record(connection, "order", row, orders=table)
+            return row
+    except SQLAlchemyError as exc:
+        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise ApiError(
+            400,
+            f"the order could not be stored in {table.name}: {detail}; "
+            "a linked order table needs defaults for the columns it does not map",
+        ) from None
 
 
 def get_order(request: Request) -> Response:
     """GET /orders/{id}."""
     runtime: Runtime = request.app.state.runtime
-    principal = authenticate(request, runtime.admin_token)
+    principal = caller(request)
     order_id = _path_id(request, "order_id")
     with db.read(runtime.engine) as connection:
-        row = (
-            connection.execute(select(ORDERS).where(ORDERS.c.id == order_id))
-            .mappings()
-            .first()
-        )
+        row = find_order(connection, runtime.order_table, order_id)
+    _check_owner(principal, row["user_id"])
+    return json_response(present(row))
+
+
+def find_order(
+    connection: Connection, table: Table, order_id: int, *, lock: bool = False
+) -> dict[str, Any]:
+    """The order with `order_id`, read through the link, or 404."""
+    query = select(*labelled(table)).where(table.c.id == order_id)
+    if lock:
+        query = query.with_for_update()
+    row = connection.execute(query).mappings().first()
     if row is None:
         raise ApiError(404, f"order {order_id} does not exist")
-    _check_owner(principal, row["user_id"])
-    return json_response(present(dict(row)))
+    return dict(row)
 
 
 def list_payments(request: Request) -> Response:
     """GET /payments?orderId=N."""
     runtime: Runtime = request.app.state.runtime
-    principal = authenticate(request, runtime.admin_token)
+    principal = caller(request)
     order_id = _query_id(request, "orderId")
     with db.read(runtime.engine) as connection:
-        order = connection.execute(
-            select(ORDERS.c.user_id).where(ORDERS.c.id == order_id)
-        ).first()
-        if order is None:
-            raise ApiError(404, f"order {order_id} does not exist")
-        _check_owner(principal, order.user_id)
-        rows = connection.execute(
-            select(PAYMENTS)
-            .where(PAYMENTS.c.order_id == order_id)
-            .order_by(PAYMENTS.c.id)
-        ).mappings()
-        data = [present(dict(row)) for row in rows]
+        order = find_order(connection, runtime.order_table, order_id)
+        _check_owner(principal, order["user_id"])
+        data = _rows(connection, PAYMENTS, PAYMENTS.c.order_id == order_id)
     return json_response({"data": data})
 
 
-def _check_owner(principal: Principal, user_id: str) -> None:
-    if not principal.is_admin and principal.user_id != user_id:
+def list_refunds(request: Request) -> Response:
+    """GET /refunds?paymentId=N."""
+    runtime: Runtime = request.app.state.runtime
+    principal = caller(request)
+    payment_id = _query_id(request, "paymentId")
+    with db.read(runtime.engine) as connection:
+        payment = connection.execute(
+            select(PAYMENTS.c.order_id).where(PAYMENTS.c.id == payment_id)
+        ).first()
+        if payment is None:
+            raise ApiError(404, f"payment {payment_id} does not exist")
+        order = find_order(connection, runtime.order_table, payment.order_id)
+        _check_owner(principal, order["user_id"])
+        data = _rows(connection, REFUNDS, REFUNDS.c.payment_id == payment_id)
+    return json_response({"data": data})
+
+
+def list_recurring_payments(request: Request) -> Response:
+    """GET /recurring-payments?orderId=N."""
+    runtime: Runtime = request.app.state.runtime
+    principal = caller(request)
+    order_id = _query_id(request, "orderId")
+    with db.read(runtime.engine) as connection:
+        order = find_order(connection, runtime.order_table, order_id)
+        _check_owner(principal, order["user_id"])
+        data = _rows(connection, RECURRING, RECURRING.c.order_id == order_id)
+    return json_response({"data": data})
+
+
+def _rows(connection: Connection, table: Table, condition: Any) -> list[dict[str, Any]]:
+    rows = connection.execute(
+        select(table).where(condition).order_by(table.c.id)
+    ).mappings()
+    return [present(dict(row)) for row in rows]
+
+
+def _check_owner(principal: Principal, user_id: Any) -> None:
+    if not principal.is_admin and principal.user_id != str(user_id):
         raise ApiError(403, "this order belongs to another user")
 
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -25,9 +25,9 @@ from starlette.responses import Response, StreamingResponse
 from actionflow.engine import changes as change_log
 from actionflow.engine import db
 
-from .auth import Principal, authenticate
+from .auth import Principal, caller
 from .http import ApiError, _default, present
-from .orders import ORDERS
+from .orders import find_order
 from .runtime import Runtime
 
 log = logging.getLogger("actionflow.realtime")
@@ -99,7 +99,7 @@ async def listen_postgres(engine: Engine, hub: ChangeHub) -> None:
 async def subscribe(request: Request) -> Response:
     """Stream the changes of one table that the caller may see."""
     runtime: Runtime = request.app.state.runtime
-    principal = authenticate(request, runtime.admin_token)
+    principal = caller(request)
     table = TABLES.get(request.path_params["table"])
     if table is None:
         known = ", ".join(sorted(TABLES))
@@ -109,7 +109,7 @@ async def subscribe(request: Request) -> Response:
         )
     order_id = _optional_id(request, "orderId")
     if order_id is not None:
-        await run_in_threadpool(_check_order, runtime.engine, principal, order_id)
+        await run_in_threadpool(_check_order, runtime, principal, order_id)
     after = _resume_point(request)
     if after is None:
         after = await run_in_threadpool(_head, runtime.engine)
@@ -166,14 +166,10 @@ def _head(engine: Engine) -> int:
         return change_log.head(connection)
 
 
-def _check_order(engine: Engine, principal: Principal, order_id: int) -> None:
-    with db.read(engine) as connection:
-        owner = connection.execute(
-            select(ORDERS.c.user_id).where(ORDERS.c.id == order_id)
-        ).scalar_one_or_none()
-    if owner is None:
-        raise ApiError(404, f"order {order_id} does not exist")
-    if not principal.is_admin and owner != principal.user_id:
+def _check_order(runtime: Runtime, principal: Principal, order_id: int) -> None:
+    with db.read(runtime.engine) as connection:
+        order = find_order(connection, runtime.order_table, order_id)
+    if not principal.is_admin and order["user_id"] != principal.user_id:
         raise ApiError(403, "this order belongs to another user")
 
 

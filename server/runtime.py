@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 from actionflow.engine.flow import FlowSet
 from actionflow.engine.inbox import Processor
+from actionflow.engine.services import Services
 from actionflow.engine.stripe_gateway import StripeGateway
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Table
 
 from .config import Settings
 
@@ -24,4 +25,11 @@ class Runtime:
     admin_token: str
     webhook_secrets: list[str]
     gateway: StripeGateway | None
+    token_secret: str = ""
+    services: Services = field(default_factory=Services)
     wake: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def order_table(self) -> Table:
+        """The linked order table, its columns keyed id, price, currency, ..."""
+        return self.services.order_table

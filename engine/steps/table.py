@@ -1,6 +1,7 @@
-"""Table steps: get, insert and update rows of the payment tables.
+"""Table steps: get, insert, update, upsert and sum rows of the payment tables.
 
-Only the tables in FLOW_TABLES are reachable, by the names flows use. Values
+Only the tables in FLOW_TABLES are reachable, by the names flows use; `order`
+is the linked order table, its columns named as the link names them. Values
 are coerced to each column's type, and refused when they cannot be converted
 exactly (a fractional amount, a float price, a string that is not a number).
 """
@@ -11,9 +12,10 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Column, Table, insert, select, update
+from sqlalchemy import Column, DateTime, Table, func, insert, select, update
 
 from ..errors import RunError
+from ..orderlink import labelled
 from ..tables import FLOW_TABLES, utcnow
 from . import builtin
 
@@ -30,9 +32,22 @@ _COLUMNS = {
 }
 
 
-def flow_table(name: str) -> Table:
-    """The table a flow calls `name`."""
+def flow_table(name: str, services: Any = None) -> Table:
+    """The table a flow calls `name`; `order` is the linked one in `services`."""
+    if name == "order" and getattr(services, "order_table", None) is not None:
+        return services.order_table  # type: ignore[no-any-return]
     return FLOW_TABLES[name].__table__  # type: ignore[attr-defined, no-any-return]
+
+
+def _where(table: Table, where: dict[str, Any]) -> list[Any]:
+    clauses = []
+    for name, value in where.items():
+        column = _column(table, name)
+        if isinstance(value, list):
+            clauses.append(column.in_([coerce(column, item) for item in value]))
+        else:
+            clauses.append(column == coerce(column, value))
+    return clauses
 
 
 @builtin(
@@ -60,11 +75,8 @@ def flow_table(name: str) -> Table:
     },
 )
 def get_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
-    table = flow_table(args["table"])
-    query = select(table)
-    for name, value in args["where"].items():
-        column = _column(table, name)
-        query = query.where(column == coerce(column, value))
+    table = flow_table(args["table"], context.services)
+    query = select(*labelled(table)).where(*_where(table, args["where"]))
     if args.get("for_update"):
         query = query.with_for_update()
     rows = context.connection.execute(query.limit(2)).mappings().all()
@@ -89,12 +101,14 @@ def get_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
     outputs={"type": "object", "required": ["row"], "properties": {"row": _ROW}},
 )
 def insert_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
-    table = flow_table(args["table"])
+    table = flow_table(args["table"], context.services)
     values = _values(table, args["values"])
     for stamp in ("created_at", "updated_at"):
         if stamp in table.c and stamp not in values:
             values[stamp] = utcnow()
-    result = context.connection.execute(insert(table).values(values).returning(table))
+    result = context.connection.execute(
+        insert(table).values(values).returning(*labelled(table))
+    )
     row = dict(result.mappings().one())
     context.record_change(args["table"], None, row)
     return {"row": row}
@@ -116,24 +130,95 @@ def insert_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
     outputs={"type": "object", "required": ["row"], "properties": {"row": _ROW}},
 )
 def update_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
-    table = flow_table(args["table"])
+    table = flow_table(args["table"], context.services)
     key = coerce(table.c.id, args["id"])
     values = _values(table, args["set"])
     if "updated_at" in table.c:
         values.setdefault("updated_at", utcnow())
     before = (
-        context.connection.execute(select(table).where(table.c.id == key))
+        context.connection.execute(select(*labelled(table)).where(table.c.id == key))
         .mappings()
         .first()
     )
     if before is None:
         raise RunError(f"no {args['table']} row with id {key}")
     result = context.connection.execute(
-        update(table).where(table.c.id == key).values(values).returning(table)
+        update(table)
+        .where(table.c.id == key)
+        .values(values)
+        .returning(*labelled(table))
     )
     row = dict(result.mappings().one())
     context.record_change(args["table"], dict(before), row)
     return {"row": row}
+
+
+@builtin(
+    "table.upsert",
+    "Update the row matching `where` with `set`, or insert one with both.",
+    inputs={
+        "type": "object",
+        "required": ["table", "where", "set"],
+        "properties": {"table": _TABLE, "where": _COLUMNS, "set": _COLUMNS},
+        "additionalProperties": False,
+    },
+    outputs={
+        "type": "object",
+        "required": ["row", "inserted"],
+        "properties": {"row": _ROW, "inserted": {"type": "boolean"}},
+    },
+)
+def upsert_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
+    found = get_step(
+        context,
+        {"table": args["table"], "where": args["where"], "required": False},
+    )
+    if found["found"]:
+        row = found["row"]
+        updated = update_step(
+            context, {"table": args["table"], "id": row["id"], "set": args["set"]}
+        )
+        return {"row": updated["row"], "inserted": False}
+    values = {**args["where"], **args["set"]}
+    inserted = insert_step(context, {"table": args["table"], "values": values})
+    return {"row": inserted["row"], "inserted": True}
+
+
+@builtin(
+    "table.sum",
+    "Add up an integer column over the rows matching `where` (0 when none match).",
+    inputs={
+        "type": "object",
+        "required": ["table", "column", "where"],
+        "properties": {
+            "table": _TABLE,
+            "column": {"type": "string", "description": "The column to add up."},
+            "where": {
+                "type": "object",
+                "description": "Column values to match; a list matches any of them.",
+            },
+        },
+        "additionalProperties": False,
+    },
+    outputs={
+        "type": "object",
+        "required": ["total", "count"],
+        "properties": {"total": {"type": "integer"}, "count": {"type": "integer"}},
+    },
+)
+def sum_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
+    table = flow_table(args["table"], context.services)
+    column = _column(table, args["column"])
+    if column.type.python_type is not int:
+        raise RunError(
+            f"table.sum adds up integer columns; {args['table']}.{args['column']} "
+            f"holds {column.type.python_type.__name__}"
+        )
+    query = select(func.coalesce(func.sum(column), 0), func.count()).where(
+        *_where(table, args["where"])
+    )
+    total, count = context.connection.execute(query).one()
+    return {"total": int(total), "count": int(count)}
 
 
 def _column(table: Table, name: str) -> Column[Any]:
@@ -161,7 +246,7 @@ def coerce(column: Column[Any], value: Any) -> Any:
         if not column.nullable and not column.primary_key:
             raise RunError(f"column '{column.name}' cannot be null")
         return None
-    kind = column.type.python_type
+    kind = _python_type(column)
     try:
         converted = _convert(kind, value)
     except (ValueError, InvalidOperation, OverflowError):
@@ -175,6 +260,14 @@ def coerce(column: Column[Any], value: Any) -> Any:
 
 
 _REFUSED = object()
+
+
+def _python_type(column: Column[Any]) -> type:
+    # sqlmodel's UTCDateTime declares `object`; its implementation is a DateTime.
+    for kind in (column.type, getattr(column.type, "impl", None)):
+        if isinstance(kind, DateTime):
+            return datetime
+    return column.type.python_type
 
 
 def _convert(kind: type, value: Any) -> Any:

@@ -110,6 +110,7 @@ def test_a_succeeded_event_settles_the_payment_and_pays_the_order(
     assert [(run["flow"], run["status"]) for run in _all(engine, RUNS)] == [
         ("StripePaymentCallback", "succeeded"),
         ("MarkOrderPaid", "succeeded"),
+        ("SendReceipt", "succeeded"),
     ]
     assert _all(engine, EVENTS)[0]["status"] == "processed"
 

@@ -253,6 +253,7 @@ def test_the_same_event_delivered_again_changes_nothing(
     assert runs_before == [
         ("StripePaymentCallback", "succeeded"),
         ("MarkOrderPaid", "succeeded"),
+        ("SendReceipt", "succeeded"),
     ]
     assert server.rows("SELECT * FROM payment") == payment_before
     assert server.rows("SELECT count(*) FROM webhook_event")[0][0] == len(
