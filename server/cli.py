@@ -20,6 +20,8 @@ from actionflow.engine.flow import (
     load_flow,
 )
 
+from . import logs
+from .cli_events import events, runs
 from .config import Settings, load_settings
 
 log = logging.getLogger("actionflow")
@@ -27,10 +29,28 @@ log = logging.getLogger("actionflow")
 
 def setup_logging() -> None:
     """One line per record, key=value, to stderr; only the entry point does this."""
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+    logs.setup()
+
+
+def _protect(settings: Settings, runtime: Any) -> None:
+    """Mask the configured and generated secrets in every later log line."""
+    logs.protect(
+        [
+            settings.stripe_secret_key,
+            runtime.admin_token,
+            *runtime.webhook_secrets,
+            _url_password(settings.database_url),
+        ]
     )
+
+
+def _url_password(url: str) -> str | None:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).password  # type: ignore[return-value]
+    except Exception:
+        return None
 
 
 def _settings(config: Path | None) -> Settings:
@@ -72,9 +92,15 @@ def serve(host: str, port: int, no_worker: bool, config: Path | None) -> None:
         runtime = build_runtime(settings)
     except ActionflowError as exc:
         raise click.ClickException(str(exc)) from None
+    _protect(settings, runtime)
     _announce_generated(settings, runtime.admin_token, runtime.webhook_secrets)
     app = create_app(runtime, run_worker=not no_worker)
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    # log_config=None: uvicorn's records go through our redacting handler too.
+    # On SIGTERM uvicorn stops accepting, finishes the requests in progress,
+    # then the app's shutdown lets the worker finish its current run.
+    uvicorn.run(
+        app, host=host, port=port, log_level="info", access_log=False, log_config=None
+    )
 
 
 def _announce_generated(
@@ -123,10 +149,12 @@ def worker(config: Path | None) -> None:
     from .worker import Worker
 
     setup_logging()
+    settings = _settings(config)
     try:
-        runtime = build_runtime(_settings(config))
+        runtime = build_runtime(settings)
     except ActionflowError as exc:
         raise click.ClickException(str(exc)) from None
+    _protect(settings, runtime)
     loop = Worker(runtime.processor, runtime.wake)
 
     def _stop(signum: int, _frame: Any) -> None:
@@ -232,3 +260,7 @@ def dry_run(flow_file: Path, event_file: Path, config: Path | None) -> None:
     except ActionflowError as exc:
         raise click.ClickException(str(exc)) from None
     sys.exit(0 if ok else 1)
+
+
+main.add_command(events)
+main.add_command(runs)
