@@ -98,9 +98,18 @@ def serve(host: str, port: int, no_worker: bool, config: Path | None) -> None:
     # log_config=None: uvicorn's records go through our redacting handler too.
     # On SIGTERM uvicorn stops accepting, finishes the requests in progress,
     # then the app's shutdown lets the worker finish its current run.
+    # uvicorn handles SIGTERM and SIGINT while it runs and, once shut down, raises
+    # them again against the handlers that were there before: these make that a
+    # clean exit with status 0 instead of a death by signal.
+    signal.signal(signal.SIGTERM, _stopped)
+    signal.signal(signal.SIGINT, _stopped)
     uvicorn.run(
         app, host=host, port=port, log_level="info", access_log=False, log_config=None
     )
+
+
+def _stopped(signum: int, _frame: Any) -> None:
+    log.info("serve stopped signal=%s", signum)
 
 
 def _announce_generated(
