@@ -40,6 +40,7 @@ def _open(config: Path | None) -> tuple[Engine, Settings]:
     try:
         settings = load_settings(config)
         engine = db.create_db_engine(settings.database_url)
+        click.get_current_context().call_on_close(engine.dispose)
         db.prepare(engine)
     except ActionflowError as exc:
         raise click.ClickException(str(exc)) from None
