@@ -17,6 +17,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from .errors import ConfigError
 
@@ -27,12 +28,19 @@ def create_db_engine(url: str) -> Engine:
     """An engine for `url`, with the settings actionflow relies on."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
-        _configure_sqlite(engine)
-        return engine
-    if url.startswith("postgresql+psycopg"):
-        return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": 30})
+            _configure_sqlite(engine)
+            return engine
+        if url.startswith("postgresql+psycopg"):
+            return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    except (ArgumentError, ValueError) as exc:
+        # The message may quote the URL, password and all: say only what is wrong.
+        raise ConfigError(
+            f"the database URL {redact_url(url)!r} is not valid "
+            f"({type(exc).__name__}); check ACTIONFLOW_DATABASE_URL"
+        ) from None
     raise ConfigError(
         f"unsupported database URL scheme in {redact_url(url)!r}; "
         "use sqlite:///FILE or postgresql://USER@HOST/DB"
@@ -114,7 +122,15 @@ def upgrade(engine: Engine) -> None:
 
 def prepare(engine: Engine) -> None:
     """Create the schema in an empty database; refuse one that is out of date."""
-    revision = current_revision(engine)
+    try:
+        revision = current_revision(engine)
+    except OperationalError as exc:
+        where = engine.url.render_as_string(hide_password=True)
+        detail = str(exc.orig or exc).splitlines()[0]
+        raise ConfigError(
+            f"cannot use the database at {where}: {detail}; "
+            "check ACTIONFLOW_DATABASE_URL and that the database is running"
+        ) from None
     if revision == head_revision():
         return
     if revision is None and not _has_actionflow_tables(engine):

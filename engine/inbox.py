@@ -8,6 +8,19 @@ leaves the event pending; nothing is half-written.
 
 An extension that fails is rolled back to its savepoint alone and kept as a
 pending run, retried with backoff on its own; the system flow's work stands.
+
+Order. Stripe does not deliver events in order, so each Stripe object keeps the
+`created` time of the newest event applied to it (table stripe_object_version,
+written in the same transaction as the flows' work). An event older than that,
+strictly, is marked `skipped` with a note and runs no flow: a late
+`customer.subscription.updated` never undoes a newer one. `created` counts
+whole seconds, so an event from the same second is not older and does apply.
+Events that move an object into a final state (FINAL_TYPES, e.g.
+payment_intent.succeeded) always apply, whatever arrived before them: a
+succeeded payment must be recorded even after a payment_failed that Stripe
+stamped later, and the flows themselves refuse to move a settled row back.
+Reading and writing the version holds a row lock on PostgreSQL, so two workers
+never apply two events of one object at the same time.
 """
 
 from __future__ import annotations
@@ -22,18 +35,31 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import db
 from .errors import RunError
 from .flow import Flow, FlowSet
 from .jsonvalues import dumps
 from .runner import RunResult, run_flow
-from .tables import FlowRun, WebhookEvent, utcnow
+from .tables import FlowRun, StripeObjectVersion, WebhookEvent, utcnow
 
 log = logging.getLogger("actionflow.inbox")
 
 EVENTS = WebhookEvent.__table__  # type: ignore[attr-defined]
 RUNS = FlowRun.__table__  # type: ignore[attr-defined]
+VERSIONS = StripeObjectVersion.__table__  # type: ignore[attr-defined]
+
+# Event types after which their object never changes state again; they apply
+# even when a newer event of the same object was applied first.
+FINAL_TYPES = frozenset(
+    {
+        "payment_intent.succeeded",
+        "payment_intent.canceled",
+        "invoice.paid",
+        "customer.subscription.deleted",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -89,7 +115,10 @@ class Processor:
                 row = _claim(connection, RUNS)
                 if row is None:
                     return False
-                self._run_pending(connection, row)
+                flow = self.flows.by_name.get(row["flow"])
+                if flow is None:
+                    raise _RunFailed(_missing_flow(row["flow"]))
+                self._run_pending(connection, row, flow)
             return True
         except _RunFailed as failed:
             failure = failed.result
@@ -114,6 +143,15 @@ class Processor:
                 "event ignored event=%s type=%s", row["stripe_event_id"], row["type"]
             )
             return None
+        newer = _newer_version(connection, row)
+        if newer is not None:
+            _finish_event(connection, row["id"], "skipped", note=newer)
+            log.info(
+                "event skipped event=%s type=%s reason=older",
+                row["stripe_event_id"],
+                row["type"],
+            )
+            return None
         notes = []
         for flow in flows:
             if not flow.system:
@@ -127,6 +165,7 @@ class Processor:
                 notes.append(f"{flow.name} stopped: {result.reason}")
                 continue
             self._run_extensions(connection, flow, result, row["id"], run_id)
+        _record_version(connection, row)
         _finish_event(connection, row["id"], "processed", note="; ".join(notes) or None)
         log.info(
             "event processed event=%s type=%s flows=%d",
@@ -340,6 +379,52 @@ def _claim(connection: Connection, table: Any) -> dict[str, Any] | None:
     return dict(row) if row is not None else None
 
 
+def _newer_version(connection: Connection, row: dict[str, Any]) -> str | None:
+    """Why the event is older than one already applied to its object, or None."""
+    object_id = row["object_id"]
+    if object_id is None:
+        return None
+    # Make sure the row exists, then lock it: a concurrent worker handling
+    # another event of this object waits here until this transaction ends.
+    builder = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    connection.execute(
+        builder(VERSIONS)
+        .values(object_id=object_id, stripe_created=-1, updated_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["object_id"])
+    )
+    current = (
+        connection.execute(
+            select(VERSIONS).where(VERSIONS.c.object_id == object_id).with_for_update()
+        )
+        .mappings()
+        .one()
+    )
+    if row["type"] in FINAL_TYPES or current["stripe_created"] <= row["stripe_created"]:
+        return None
+    return (
+        f"older than {current['stripe_event_id']} (created "
+        f"{current['stripe_created']}), already applied to {object_id}; "
+        f"this event was created {row['stripe_created']}"
+    )
+
+
+def _record_version(connection: Connection, row: dict[str, Any]) -> None:
+    if row["object_id"] is None:
+        return
+    connection.execute(
+        update(VERSIONS)
+        .where(
+            VERSIONS.c.object_id == row["object_id"],
+            VERSIONS.c.stripe_created <= row["stripe_created"],
+        )
+        .values(
+            stripe_created=row["stripe_created"],
+            stripe_event_id=row["stripe_event_id"],
+            updated_at=utcnow(),
+        )
+    )
+
+
 def _finish_event(
     connection: Connection, event_id: int, status: str, note: str | None
 ) -> None:
@@ -432,5 +517,21 @@ class _RunFailed(Exception):
 
 
 def _crash_result(flow: str, exc: Exception) -> RunResult:
-    error = RunError(f"internal error: {type(exc).__name__}: {exc}")
+    error = RunError(f"internal error: {type(exc).__name__}: {_first_line(exc)}")
     return RunResult(flow=flow, status="failed", error=error)
+
+
+def _first_line(exc: Exception) -> str:
+    # SQLAlchemy puts the statement and its parameters (event payloads, which
+    # hold client secrets) after the first line; a run record keeps only this.
+    if isinstance(exc, SQLAlchemyError):
+        exc = getattr(exc, "orig", None) or exc
+    lines = str(exc).splitlines()
+    return lines[0] if lines else ""
+
+
+def _missing_flow(name: str) -> RunResult:
+    error = RunError(
+        f"flow {name!r} is no longer loaded; restore its file or mark the run failed"
+    )
+    return RunResult(flow=name, status="failed", error=error)

@@ -1,26 +1,43 @@
 """Calls to Stripe through the official SDK, with Stripe's errors translated once.
 
-Every call that creates something carries an idempotency key; the SDK retries
-network errors, 409, 429 and 5xx answers with the same key, so a retried
-create never makes a second object.
+Every call that creates something carries an idempotency key, and every retry
+of it sends the same key, so a retried create never makes a second object. The
+SDK (max_network_retries) retries connection errors and timeouts, 409 and 5xx
+answers, and any answer marked Stripe-Should-Retry: true; it does not retry a
+plain 429, so this gateway retries rate-limited calls itself, a few times with
+a growing pause, with the same request and key.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import stripe
 
 from .errors import StripeCallError
 
+RATE_LIMIT_PAUSE = 0.5
+RATE_LIMIT_PAUSE_CAP = 4.0
+
 
 class StripeGateway:
     """The Stripe API as actionflow uses it."""
 
-    def __init__(self, secret_key: str, api_base: str | None = None, retries: int = 3):
+    def __init__(
+        self,
+        secret_key: str,
+        api_base: str | None = None,
+        retries: int = 3,
+        timeout: float = 30.0,
+    ):
         addresses: Any = {"api": api_base} if api_base else None
+        self.retries = retries
         self.client = stripe.StripeClient(
-            secret_key, base_addresses=addresses, max_network_retries=retries
+            secret_key,
+            base_addresses=addresses,
+            max_network_retries=retries,
+            http_client=stripe.new_default_http_client(timeout=timeout),
         )
 
     def create_payment_intent(
@@ -108,10 +125,9 @@ class StripeGateway:
             lambda: self.client.v1.subscriptions.cancel(subscription, options=options)
         )
 
-    @staticmethod
-    def _call(request: Any) -> dict[str, Any]:
+    def _call(self, request: Any) -> dict[str, Any]:
         try:
-            result = request()
+            result = self._with_rate_limit_retries(request)
         except stripe.CardError as exc:
             raise StripeCallError(
                 f"Stripe declined the card: {exc.user_message}", 402
@@ -138,3 +154,13 @@ class StripeGateway:
                 502,
             ) from None
         return result.to_dict()  # type: ignore[no-any-return]
+
+    def _with_rate_limit_retries(self, request: Any) -> Any:
+        for attempt in range(self.retries + 1):
+            try:
+                return request()
+            except stripe.RateLimitError:
+                if attempt == self.retries:
+                    raise
+                time.sleep(min(RATE_LIMIT_PAUSE * 2**attempt, RATE_LIMIT_PAUSE_CAP))
+        raise AssertionError("unreachable: the loop returns or raises")

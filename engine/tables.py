@@ -192,6 +192,17 @@ class FlowRun(SQLModel, table=True):
     finished_at: datetime | None = None
 
 
+class StripeObjectVersion(SQLModel, table=True):
+    """The Stripe `created` time of the newest event applied to each Stripe object."""
+
+    __tablename__ = "stripe_object_version"
+
+    object_id: str = Field(primary_key=True, max_length=255)
+    stripe_created: int = Field(sa_column=Column(BigInteger, nullable=False))
+    stripe_event_id: str | None = Field(default=None, max_length=255)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
 class DedupKey(SQLModel, table=True):
     """Keys seen by `dedup` steps; a key is only ever inserted once."""
 

@@ -23,6 +23,8 @@ from actionflow.engine.orderlink import order_table
 from actionflow.engine.services import Services
 
 from . import cli_token
+from . import logs
+from .cli_events import events, runs
 from .config import Settings, load_settings
 
 log = logging.getLogger("actionflow")
@@ -30,10 +32,28 @@ log = logging.getLogger("actionflow")
 
 def setup_logging() -> None:
     """One line per record, key=value, to stderr; only the entry point does this."""
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+    logs.setup()
+
+
+def _protect(settings: Settings, runtime: Any) -> None:
+    """Mask the configured and generated secrets in every later log line."""
+    logs.protect(
+        [
+            settings.stripe_secret_key,
+            runtime.admin_token,
+            *runtime.webhook_secrets,
+            _url_password(settings.database_url),
+        ]
     )
+
+
+def _url_password(url: str) -> str | None:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).password  # type: ignore[return-value]
+    except Exception:
+        return None
 
 
 def _settings(config: Path | None) -> Settings:
@@ -75,9 +95,24 @@ def serve(host: str, port: int, no_worker: bool, config: Path | None) -> None:
         runtime = build_runtime(settings)
     except ActionflowError as exc:
         raise click.ClickException(str(exc)) from None
+    _protect(settings, runtime)
     _announce_generated(settings, runtime.admin_token, runtime.webhook_secrets)
     app = create_app(runtime, run_worker=not no_worker)
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    # log_config=None: uvicorn's records go through our redacting handler too.
+    # On SIGTERM uvicorn stops accepting, finishes the requests in progress,
+    # then the app's shutdown lets the worker finish its current run.
+    # uvicorn handles SIGTERM and SIGINT while it runs and, once shut down, raises
+    # them again against the handlers that were there before: these make that a
+    # clean exit with status 0 instead of a death by signal.
+    signal.signal(signal.SIGTERM, _stopped)
+    signal.signal(signal.SIGINT, _stopped)
+    uvicorn.run(
+        app, host=host, port=port, log_level="info", access_log=False, log_config=None
+    )
+
+
+def _stopped(signum: int, _frame: Any) -> None:
+    log.info("serve stopped signal=%s", signum)
 
 
 def _announce_generated(
@@ -126,10 +161,12 @@ def worker(config: Path | None) -> None:
     from .worker import Worker
 
     setup_logging()
+    settings = _settings(config)
     try:
-        runtime = build_runtime(_settings(config))
+        runtime = build_runtime(settings)
     except ActionflowError as exc:
         raise click.ClickException(str(exc)) from None
+    _protect(settings, runtime)
     loop = Worker(runtime.processor, runtime.wake)
 
     def _stop(signum: int, _frame: Any) -> None:
@@ -254,3 +291,5 @@ def _register() -> None:
 
 
 _register()
+main.add_command(events)
+main.add_command(runs)

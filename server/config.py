@@ -7,7 +7,7 @@ environment or the file and are never printed, logged or put in an error.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,32 @@ def load_settings(path: Path | None = None) -> Settings:
         value = os.environ.get(variable)
         if value:
             setattr(settings, name, value)
+    settings.retry = _retry_from_environment(settings.retry)
     return settings
+
+
+RETRY_ENVIRONMENT = {
+    "ACTIONFLOW_RETRY_ATTEMPTS": "attempts",
+    "ACTIONFLOW_RETRY_BASE_SECONDS": "base_seconds",
+    "ACTIONFLOW_RETRY_CAP_SECONDS": "cap_seconds",
+}
+
+
+def _retry_from_environment(policy: RetryPolicy) -> RetryPolicy:
+    """`policy` with any ACTIONFLOW_RETRY_* variable applied over it."""
+    changes: dict[str, Any] = {}
+    for variable, name in RETRY_ENVIRONMENT.items():
+        raw = os.environ.get(variable)
+        if not raw:
+            continue
+        try:
+            value = int(raw) if name == "attempts" else float(raw)
+        except ValueError:
+            value = -1
+        if value <= 0 and not (name == "base_seconds" and value == 0):
+            raise ConfigError(f"{variable} must be a positive number, got {raw!r}")
+        changes[name] = value
+    return replace(policy, **changes) if changes else policy
 
 
 def _apply_file(settings: Settings, file: Path) -> None:

@@ -1,14 +1,14 @@
 """row_change: the log of committed changes that realtime subscribers read.
 
 Revision ID: 0005_realtime
-Revises: 0002_domain
+Revises: 0004_delivery
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_realtime"
-down_revision = "0002_domain"
+down_revision = "0004_delivery"
 branch_labels = None
 depends_on = None
 
