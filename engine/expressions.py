@@ -58,6 +58,9 @@ def _keys_hint(obj: Mapping[str, Any]) -> str:
 
 
 SANDBOX = FlowSandbox(undefined=_Undefined, autoescape=False)
+# Jinja's helper objects are a known route to Python internals; flows need none.
+for _name in ("cycler", "joiner", "lipsum", "namespace"):
+    SANDBOX.globals.pop(_name, None)
 
 
 class Compiled:

@@ -31,6 +31,7 @@ class YamlDocument:
 
     data: Any
     file: str
+    text: str = ""
     values: dict[str, Position] = field(default_factory=dict)
     keys: dict[str, Position] = field(default_factory=dict)
 
@@ -71,7 +72,7 @@ def load_yaml(text: str, file: str) -> YamlDocument:
         raise FlowError(f"YAML syntax error: {exc}", position=Position(file)) from None
     finally:
         loader.dispose()
-    document = YamlDocument(data=None, file=file)
+    document = YamlDocument(data=None, file=file, text=text)
     if node is None:
         return document
     builder = _Builder(loader, document)

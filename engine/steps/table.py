@@ -30,6 +30,23 @@ _COLUMNS = {
 }
 
 
+def _row_outputs(literal_with: dict[str, Any]) -> dict[str, Any] | None:
+    """`row` narrowed to the columns of the table, when `table` is written out."""
+    name = literal_with.get("table")
+    if not isinstance(name, str) or name not in FLOW_TABLES:
+        return None
+    columns: dict[str, Any] = {column: {} for column in flow_table(name).c.keys()}
+    described = f"the {name} row"
+    return {
+        "row": {
+            **_ROW,
+            "title": described,
+            "properties": columns,
+            "additionalProperties": False,
+        },
+    }
+
+
 def flow_table(name: str) -> Table:
     """The table a flow calls `name`."""
     return FLOW_TABLES[name].__table__  # type: ignore[attr-defined, no-any-return]
@@ -57,7 +74,9 @@ def flow_table(name: str) -> Table:
         "type": "object",
         "required": ["row", "found"],
         "properties": {"row": _ROW, "found": {"type": "boolean"}},
+        "additionalProperties": False,
     },
+    outputs_for=_row_outputs,
 )
 def get_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
     table = flow_table(args["table"])
@@ -86,7 +105,13 @@ def get_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
         "properties": {"table": _TABLE, "values": _COLUMNS},
         "additionalProperties": False,
     },
-    outputs={"type": "object", "required": ["row"], "properties": {"row": _ROW}},
+    outputs={
+        "type": "object",
+        "required": ["row"],
+        "properties": {"row": _ROW},
+        "additionalProperties": False,
+    },
+    outputs_for=_row_outputs,
 )
 def insert_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
     table = flow_table(args["table"])
@@ -113,7 +138,13 @@ def insert_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
         },
         "additionalProperties": False,
     },
-    outputs={"type": "object", "required": ["row"], "properties": {"row": _ROW}},
+    outputs={
+        "type": "object",
+        "required": ["row"],
+        "properties": {"row": _ROW},
+        "additionalProperties": False,
+    },
+    outputs_for=_row_outputs,
 )
 def update_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
     table = flow_table(args["table"])
