@@ -118,6 +118,7 @@ class _FlowChecker:
         )
         self.stripe = bool(trigger.get("stripe"))
         self.index: dict[str, int] = {}
+        self.broken_jumps = False
 
     def run(self) -> tuple[FlowFacts, list[FlowError]]:
         self._check_event_types()
@@ -215,7 +216,9 @@ class _FlowChecker:
         if isinstance(on_error, dict):
             targets.append((on_error["goto"], f"{pointer}/on_error/goto", False))
         for target, where, bounded in targets:
+            before = len(self.problems)
             self._check_target(position, step, target, where, bounded)
+            self.broken_jumps |= len(self.problems) > before
 
     def _check_target(
         self,
@@ -258,6 +261,8 @@ class _FlowChecker:
     def _note_call(self, position: int, step: dict[str, Any]) -> None:
         args = step.get("with", {})
         flow = args.get("flow")
+        if flow is None:
+            return  # reported as a missing `with` key
         if not isinstance(flow, str) or "{" in flow:
             self.problem(
                 "the flow a step calls must be a flow name written out, "
@@ -277,8 +282,8 @@ class _FlowChecker:
         )
 
     def _check_graph(self) -> None:
-        if len(self.index) != len(self.steps):
-            return  # duplicate ids make the graph ambiguous; reported already
+        if len(self.index) != len(self.steps) or self.broken_jumps:
+            return  # the graph is not known; the cause is reported already
         edges = step_edges(self.steps)
         seen = reachable(edges)
         for position, step in enumerate(self.steps):
@@ -465,8 +470,7 @@ class _FlowChecker:
         source: str,
         callee: str | None,
     ) -> None:
-        depth = 3 if callee is None else 2
-        where = self._locate(pointer, source, reference.text(depth))
+        where = self._locate(pointer, source, reference.text(2))
         self.facts.deferred.append(Deferred(reference, step, where, pointer, callee))
 
 
@@ -603,7 +607,8 @@ def check_flows(facts: list[FlowFacts]) -> list[FlowError]:
     """Problems that span flows: names, trigger.after, calls, trigger.outputs."""
     problems: list[FlowError] = []
     by_name: dict[str, FlowFacts] = {}
-    for flow in facts:
+    # System flows first, so a clash is reported in the user's file.
+    for flow in sorted(facts, key=lambda item: not item.system):
         if flow.name in by_name:
             problems.append(
                 FlowError(
@@ -707,7 +712,7 @@ def _check_deferred(flow: FlowFacts, by_name: dict[str, FlowFacts]) -> list[Flow
         other = by_name.get(other_name or "")
         if other is None:
             continue  # reported as a missing flow
-        start = 2 if deferred.callee is None else 1
+        start = 1  # trigger.outputs.<key> and steps.<call>.<key> alike
         outputs = other.outputs or []
         schema = {
             "properties": {key: {} for key in outputs},

@@ -215,16 +215,10 @@ class FlowSet:
         self.by_name: dict[str, Flow] = {}
         facts = []
         for flow in flows:
-            if flow.name in self.by_name:
-                raise FlowError(
-                    f"two flows are named '{flow.name}' "
-                    f"({self.by_name[flow.name].file} and {flow.file}); rename one",
-                    position=Position(flow.file),
-                )
-            self.by_name[flow.name] = flow
+            self.by_name.setdefault(flow.name, flow)
             if flow.facts is not None:
                 facts.append(flow.facts)
-        problems = check_flows(facts)
+        problems = check_flows(facts)  # two flows with one name among them
         if problems:
             raise _all_of(problems)
 

@@ -75,6 +75,10 @@ def scan(source: str) -> Scan:
         if node.ctx in ("store", "param")
     }
     _refuse_unsafe(tree, result.problems)
+    if result.problems:
+        # One attack is one mistake: report its first unsafe part, nothing more.
+        del result.problems[1:]
+        return result
     _walk(tree, result, local)
     return result
 

@@ -84,6 +84,8 @@ def _problems(document: YamlDocument, error: ValidationError) -> list[FlowError]
             for name in error.validator_value
             if name not in error.instance
         ]
+    if path == ["trigger"] and error.validator in ("maxProperties", "minProperties"):
+        return [problem("trigger takes exactly one of stripe or after")]
     if path[-1:] == ["on_error"] or path[-2:-1] == ["on_error"]:
         return [
             problem(

@@ -12,14 +12,9 @@ from typing import Any
 import click
 from actionflow.engine import db
 from actionflow.engine.errors import ActionflowError, FlowError
-from actionflow.engine.flow import (
-    SYSTEM_FLOWS,
-    Flow,
-    FlowSet,
-    load_directory,
-    load_flow,
-)
+from actionflow.engine.flow import load_flow
 
+from .cli_flows import graph, validate
 from .config import Settings, load_settings
 
 log = logging.getLogger("actionflow")
@@ -156,44 +151,6 @@ def upgrade(config: Path | None) -> None:
     click.echo(f"database schema at revision {db.head_revision()}")
 
 
-@main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-def validate(paths: tuple[Path, ...]) -> None:
-    """Check flow files (or folders of them); print one line per problem."""
-    problems: list[str] = []
-    flows: list[Flow] = load_directory(SYSTEM_FLOWS, system=True)
-    system_files = {flow.file for flow in flows}
-    for file in _flow_files(paths):
-        if str(file) in system_files:
-            continue
-        try:
-            flows.append(load_flow(file))
-        except FlowError as exc:
-            problems.append(_problem_line(exc))
-    if not problems:
-        try:
-            FlowSet(flows)
-        except FlowError as exc:
-            problems.append(_problem_line(exc))
-    for line in problems:
-        click.echo(line)
-    if problems:
-        sys.exit(1)
-    click.echo(f"{len(flows)} flows checked, no problems")
-
-
-def _flow_files(paths: tuple[Path, ...]) -> list[Path]:
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files.extend(sorted([*path.rglob("*.yaml"), *path.rglob("*.yml")]))
-        elif path.exists():
-            files.append(path)
-        else:
-            raise click.BadParameter(f"{path} does not exist", param_hint="PATHS")
-    return [file.resolve() for file in files]
-
-
 def _problem_line(error: FlowError) -> str:
     where = str(error.position) if error.position else "?"
     step = f" [{error.step}]" if error.step else ""
@@ -232,3 +189,7 @@ def dry_run(flow_file: Path, event_file: Path, config: Path | None) -> None:
     except ActionflowError as exc:
         raise click.ClickException(str(exc)) from None
     sys.exit(0 if ok else 1)
+
+
+main.add_command(validate)
+main.add_command(graph)
