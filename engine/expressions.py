@@ -183,7 +183,9 @@ def _guarded(compiled: Compiled, call: Callable[[], Any]) -> Any:
         raise ExpressionError(
             f"expression refused by the sandbox: {exc}", pointer=compiled.pointer
         ) from None
-    except ExpressionError:
+    except ExpressionError as exc:  # raised by a flow function, e.g. secret()
+        if exc.pointer is None:
+            exc.pointer = compiled.pointer
         raise
     except Exception as exc:  # an expression may raise anything: 1/0, int('x')
         raise ExpressionError(
