@@ -169,6 +169,12 @@ def _compile_string(
             position=position(pointer),
             pointer=pointer,
         ) from None
+    except RecursionError:
+        raise FlowError(
+            "expression is nested too deeply; split it over several steps",
+            position=position(pointer),
+            pointer=pointer,
+        ) from None
 
 
 def _guarded(compiled: Compiled, call: Callable[[], Any]) -> Any:

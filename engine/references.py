@@ -31,6 +31,7 @@ _UNSAFE_ATTRIBUTES = {
     "cr_frame": "'.cr_frame' is not allowed in expressions",
     "tb_frame": "'.tb_frame' is not allowed in expressions",
 }
+TOO_DEEP = "expression is nested too deeply; split it over several steps"
 _STATEMENTS = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
 _DEFINITIONS = (nodes.Macro, nodes.CallBlock, nodes.Block)
 
@@ -68,6 +69,9 @@ def scan(source: str) -> Scan:
         tree = SANDBOX.parse(source)
     except TemplateSyntaxError as exc:
         result.problems.append(f"expression syntax error: {exc.message}")
+        return result
+    except RecursionError:
+        result.problems.append(TOO_DEEP)
         return result
     local = {
         node.name
