@@ -82,7 +82,7 @@ class FlowError(ActionflowError):
 
 
 class RunError(ActionflowError):
-    """A step failed while a flow ran; `kind` is what `retry.on` matches."""
+    """A step failed while a flow ran; `kind` is what `retry.errors` matches."""
 
     kind = "step"
 

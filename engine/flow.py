@@ -204,7 +204,7 @@ def _retry(raw: dict[str, Any]) -> Retry:
         delay_ms=raw.get("delay_ms", 0),
         backoff=raw.get("backoff", 2),
         max_delay_ms=raw.get("max_delay_ms", 10_000),
-        on=frozenset(raw.get("on", DEFAULT_RETRY_ON)),
+        on=frozenset(raw.get("errors", DEFAULT_RETRY_ON)),
     )
 
 

@@ -355,7 +355,7 @@ class _Runner:
 
 
 def error_kind(error: ActionflowError) -> str:
-    """The kind `retry.on` matches: timeout, database, stripe, step, input, ..."""
+    """The kind `retry.errors` matches: timeout, database, stripe, step, input, ..."""
     if isinstance(error, StripeCallError):
         return "stripe"
     return str(getattr(error, "kind", "step"))

@@ -42,7 +42,8 @@ def validate(paths: tuple[Path, ...], output: str) -> None:
             click.echo(line(problem))
     if problems:
         if output == "text":
-            click.echo(f"{len(problems)} problems in {count} flow files", err=True)
+            noun = "problem" if len(problems) == 1 else "problems"
+            click.echo(f"{len(problems)} {noun} in {count} flow files", err=True)
         sys.exit(1)
     if output == "text":
         click.echo(f"{count} flow files checked, no problems")

@@ -566,3 +566,49 @@ outputs:
     result = _run(engine, flow, event=event)
     assert result.outputs == {"shown": f"note: {attack}"}
     assert _orders(engine) == [(attack, "pending")]
+
+
+def _describe(engine: Engine, payment_id: int) -> RunResult:
+    from actionflow.engine.flow import EXAMPLE_FLOWS, load_flow
+
+    called = load_flow(EXAMPLE_FLOWS / "DescribePayment.yaml")
+    flow = _flow(
+        f"""
+steps:
+  - id: described
+    use: call
+    with: {{flow: DescribePayment, inputs: {{payment_id: {payment_id}}}}}
+outputs:
+  line: "{{{{ steps.described.line }}}}"
+""",
+        "Caller",
+    )
+    return _run(engine, flow, flows=FlowSet([called, flow]))
+
+
+def test_the_describe_payment_example_follows_its_switch_and_its_error_path(
+    engine: Engine,
+) -> None:
+    from actionflow.engine.tables import Payment, utcnow
+
+    payments = Payment.__table__  # type: ignore[attr-defined]
+    with db.write(engine) as connection:
+        payment_id = connection.execute(
+            payments.insert()
+            .values(
+                order_id=1,
+                amount=1099,
+                currency="usd",
+                status="succeeded",
+                callback_processed=True,
+                refunded_amount=0,
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+            .returning(payments.c.id)
+        ).scalar_one()
+
+    assert _describe(engine, payment_id).outputs == {
+        "line": f"Payment {payment_id}: 1099 usd, succeeded"
+    }
+    assert _describe(engine, 999).outputs == {"line": "Payment 999 was not found"}
