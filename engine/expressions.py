@@ -130,6 +130,15 @@ class ListValue(Compiled):
         return [value.render(context) for value in self.items]
 
 
+def is_constant(compiled: Compiled) -> bool:
+    """True when `compiled` holds no template at any depth."""
+    if isinstance(compiled, MappingValue):
+        return all(is_constant(item) for item in compiled.items.values())
+    if isinstance(compiled, ListValue):
+        return all(is_constant(item) for item in compiled.items)
+    return isinstance(compiled, Constant)
+
+
 def compile_value(
     value: Any, pointer: str, position: Callable[[str], Position]
 ) -> Compiled:

@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator
 
 from .checker import FlowFacts, check_document, check_flows
 from .errors import FlowError, Position
-from .expressions import Compiled, compile_value
+from .expressions import Compiled, compile_value, is_constant
 from .schemaerrors import SCHEMA_FILE, flow_schema
 from .steps import Builtin, load_builtins
 from .yamlfile import YamlDocument, load_yaml
@@ -76,6 +76,8 @@ class Step:
     timeout_ms: int | None = None
     on_error: str = "fail"  # fail, continue or goto
     error_target: str | None = None
+    # `with` needs no check at run time: the checker saw all of it.
+    checked_args: bool = False
 
 
 @dataclass(frozen=True)
@@ -181,11 +183,13 @@ def _step(
     pointer = f"/steps/{index}"
     condition = raw.get("if")
     on_error = raw.get("on_error", "fail")
+    args = compile_value(raw.get("with", {}), f"{pointer}/with", document.position)
+    builtin = builtins[raw["use"]]
     return Step(
         id=raw["id"],
         use=raw["use"],
-        builtin=builtins[raw["use"]],
-        args=compile_value(raw.get("with", {}), f"{pointer}/with", document.position),
+        builtin=builtin,
+        args=args,
         condition=compile_value(condition, f"{pointer}/if", document.position)
         if condition is not None
         else None,
@@ -195,6 +199,7 @@ def _step(
         timeout_ms=raw.get("timeout_ms"),
         on_error="goto" if isinstance(on_error, dict) else on_error,
         error_target=on_error["goto"] if isinstance(on_error, dict) else None,
+        checked_args=builtin.values_free or is_constant(args),
     )
 
 

@@ -11,6 +11,7 @@ sandbox while running.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from jinja2 import TemplateSyntaxError, nodes
 
@@ -62,8 +63,13 @@ class Scan:
     problems: list[str] = field(default_factory=list)
 
 
+@lru_cache(maxsize=4096)
 def scan(source: str) -> Scan:
-    """Parse `source` and collect references and unsafe constructs."""
+    """Parse `source` and collect references and unsafe constructs.
+
+    Cached: a project repeats the same expressions (`{{ steps.payment.row.id }}`)
+    many times. Callers must not change the result.
+    """
     result = Scan()
     try:
         tree = SANDBOX.parse(source)

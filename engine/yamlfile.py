@@ -16,6 +16,9 @@ import yaml
 
 from .errors import FlowError, Position
 
+# libyaml's safe loader when PyYAML was built with it (about 30 times faster),
+# else the pure-Python one; both construct only plain types.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_BYTES = 1_000_000
 MAX_DEPTH = 64
 MAX_NODES = 100_000
@@ -63,7 +66,7 @@ def load_yaml(text: str, file: str) -> YamlDocument:
             position=Position(file, 1, 1),
         )
     _check_depth(text, file)
-    loader = yaml.SafeLoader(text)
+    loader = _SafeLoader(text)
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
@@ -86,6 +89,10 @@ def _syntax_error(exc: yaml.MarkedYAMLError, file: str) -> FlowError:
         Position(file, mark.line + 1, mark.column + 1) if mark else Position(file)
     )
     problem = exc.problem or exc.context or "invalid YAML"
+    if "nesting depth" in problem:  # libyaml's own limit, met while reading ahead
+        return FlowError(
+            f"nesting is deeper than {MAX_DEPTH} levels", position=position
+        )
     return FlowError(f"YAML syntax error: {problem}", position=position)
 
 
@@ -93,7 +100,7 @@ def _check_depth(text: str, file: str) -> None:
     """Refuse deep nesting from the event stream, before any recursion happens."""
     depth = 0
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        for event in yaml.parse(text, Loader=_SafeLoader):
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
@@ -119,7 +126,7 @@ def _check_depth(text: str, file: str) -> None:
 class _Builder:
     """Turns a composed node tree into plain data, recording positions."""
 
-    def __init__(self, loader: yaml.SafeLoader, document: YamlDocument) -> None:
+    def __init__(self, loader: Any, document: YamlDocument) -> None:
         self.loader = loader
         self.document = document
         self.count = 0

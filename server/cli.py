@@ -7,15 +7,16 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from actionflow.engine import db
 from actionflow.engine.errors import ActionflowError, FlowError
 from actionflow.engine.flow import load_flow
 
 from .cli_flows import graph, validate
-from .config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 log = logging.getLogger("actionflow")
 
@@ -29,6 +30,10 @@ def setup_logging() -> None:
 
 
 def _settings(config: Path | None) -> Settings:
+    # Imported here: config pulls in the database layer, which `validate` and
+    # `graph` do not need (they start in a pre-commit hook, on every commit).
+    from .config import load_settings
+
     try:
         return load_settings(config)
     except ActionflowError as exc:
@@ -97,6 +102,8 @@ def _announce_generated(
 @_config_option
 def secrets(config: Path | None) -> None:
     """Print the admin token and webhook secret that serve generated."""
+    from actionflow.engine import db
+
     from .app import generated_secret
 
     settings = _settings(config)
@@ -145,6 +152,8 @@ def db_group() -> None:
 @_config_option
 def upgrade(config: Path | None) -> None:
     """Bring the database schema to this version's revision."""
+    from actionflow.engine import db
+
     settings = _settings(config)
     engine = db.create_db_engine(settings.database_url)
     db.upgrade(engine)
@@ -171,6 +180,8 @@ def _problem_line(error: FlowError) -> str:
 @_config_option
 def dry_run(flow_file: Path, event_file: Path, config: Path | None) -> None:
     """Run one flow on an event against the database, then roll every write back."""
+    from actionflow.engine import db
+
     from .dryrun import dry_run_flow
 
     settings = _settings(config)

@@ -33,9 +33,13 @@ class Builtin:
     effect: bool = False
     outputs_for: OutputsFor | None = None
     validator: Draft202012Validator = field(init=False, repr=False)
+    values_free: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.validator = Draft202012Validator(self.inputs)
+        # A schema that only names its keys (like `set`'s) is fully checked
+        # before the run: the keys are written out in the flow, values are free.
+        self.values_free = set(self.inputs) <= _KEYS_ONLY
 
     def declared_outputs(self, literal_with: dict[str, Any]) -> dict[str, Any]:
         """The output schema for a step whose literal `with` is `literal_with`."""
@@ -46,6 +50,7 @@ class Builtin:
         return {**self.outputs, "properties": properties}
 
 
+_KEYS_ONLY = {"type", "description", "propertyNames"}
 REGISTRY: dict[str, Builtin] = {}
 
 
