@@ -318,8 +318,8 @@ class _FlowChecker:
         self, source: str, pointer: str, step: str | None, position: int
     ) -> None:
         found = scan(source)
-        for message in found.problems:
-            self.problem(message, pointer, step)
+        for unsafe in found.problems:
+            self.problem(unsafe, pointer, step)
         for reference in found.references:
             message, depth = self._resolve(reference, position, pointer, step, source)
             if message is None:
@@ -448,9 +448,11 @@ class _FlowChecker:
 
     def _declared_outputs(self, step: dict[str, Any]) -> dict[str, Any]:
         builtin = self.builtins[step["use"]]
-        args = step.get("with") if isinstance(step.get("with"), dict) else {}
+        args: dict[str, Any] = (
+            step["with"] if isinstance(step.get("with"), dict) else {}
+        )
         if step["use"] == "set":
-            properties = {key: {} for key in args}
+            properties: dict[str, Any] = {key: {} for key in args}
             schema: dict[str, Any] = {"properties": properties}
         else:
             schema = builtin.declared_outputs(args)

@@ -58,7 +58,8 @@ class Retry:
 
     def delay_ms_before(self, attempt: int) -> int:
         """The wait before attempt number `attempt` (2 is the first retry)."""
-        return min(self.max_delay_ms, self.delay_ms * self.backoff ** (attempt - 2))
+        grown: int = self.delay_ms * self.backoff ** (attempt - 2)
+        return min(self.max_delay_ms, grown)
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ def _edges_of(
     position: int, step: dict[str, Any], index: dict[Any, int], count: int
 ) -> Iterable[Edge]:
     use = step.get("use")
-    args = step.get("with") if isinstance(step.get("with"), dict) else {}
+    args: dict[str, Any] = step["with"] if isinstance(step.get("with"), dict) else {}
     guarded = "if" in step and step["if"] is not True
     after = position + 1 if position + 1 < count else END
     falls_through = True
@@ -61,7 +61,9 @@ def _edges_of(
         )
         falls_through = guarded or "max" in args
     elif use == "switch":
-        cases = args.get("cases") if isinstance(args.get("cases"), dict) else {}
+        cases: dict[str, Any] = args.get("cases") or {}
+        if not isinstance(cases, dict):
+            cases = {}
         for case, target in cases.items():
             yield from to(target, f"case {case}")
         if "default" in args:

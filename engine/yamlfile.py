@@ -18,7 +18,7 @@ from .errors import FlowError, Position
 
 # libyaml's safe loader when PyYAML was built with it (about 30 times faster),
 # else the pure-Python one; both construct only plain types.
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_BYTES = 1_000_000
 MAX_DEPTH = 64
 MAX_NODES = 100_000
