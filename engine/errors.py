@@ -5,7 +5,11 @@
     +-- FlowError              a flow file is wrong (load, schema, check)
     +-- RunError               a step failed while a flow ran
     |   +-- ExpressionError    an expression failed (undefined name, sandbox)
+    |   +-- InputError         a step's or a flow's inputs do not fit their schema
     |   +-- AssertionFailed    an `assert` step found its condition false
+    |   +-- StepFailed         a `fail` step ended the run on purpose
+    |   +-- StepTimeout        a step ran longer than its `timeout_ms`
+    |   +-- DatabaseError      the database refused a statement
     +-- PaymentError           a payment action was refused (bad input, state)
     +-- StripeCallError        Stripe refused a request or could not be reached
 
@@ -17,6 +21,7 @@ and a JSON pointer into the flow. `str(error)` gives the one-line form
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -64,19 +69,58 @@ class ConfigError(ActionflowError):
 
 
 class FlowError(ActionflowError):
-    """A flow file cannot be loaded or fails a check."""
+    """A flow file cannot be loaded or fails a check.
+
+    `problems` holds every problem the checker found (this error is the first).
+    """
+
+    problems: list[FlowError]
+
+    def __init__(self, message: str, **where: Any) -> None:
+        super().__init__(message, **where)
+        self.problems = [self]
 
 
 class RunError(ActionflowError):
-    """A step failed while a flow ran."""
+    """A step failed while a flow ran; `kind` is what `retry.errors` matches."""
+
+    kind = "step"
 
 
 class ExpressionError(RunError):
     """An expression could not be evaluated."""
 
+    kind = "input"
+
+
+class InputError(RunError):
+    """A step's `with` or a flow's inputs do not fit their JSON Schema."""
+
+    kind = "input"
+
 
 class AssertionFailed(RunError):
     """An `assert` step found its condition false."""
+
+    kind = "assert"
+
+
+class StepFailed(RunError):
+    """A `fail` step ended the run on purpose."""
+
+    kind = "fail"
+
+
+class StepTimeout(RunError):
+    """A step ran longer than its `timeout_ms`."""
+
+    kind = "timeout"
+
+
+class DatabaseError(RunError):
+    """The database refused a statement a step made."""
+
+    kind = "database"
 
 
 class PaymentError(ActionflowError):

@@ -58,6 +58,9 @@ def _keys_hint(obj: Mapping[str, Any]) -> str:
 
 
 SANDBOX = FlowSandbox(undefined=_Undefined, autoescape=False)
+# Jinja's helper objects are a known route to Python internals; flows need none.
+for _name in ("cycler", "joiner", "lipsum", "namespace"):
+    SANDBOX.globals.pop(_name, None)
 
 
 class Compiled:
@@ -127,6 +130,15 @@ class ListValue(Compiled):
         return [value.render(context) for value in self.items]
 
 
+def is_constant(compiled: Compiled) -> bool:
+    """True when `compiled` holds no template at any depth."""
+    if isinstance(compiled, MappingValue):
+        return all(is_constant(item) for item in compiled.items.values())
+    if isinstance(compiled, ListValue):
+        return all(is_constant(item) for item in compiled.items)
+    return isinstance(compiled, Constant)
+
+
 def compile_value(
     value: Any, pointer: str, position: Callable[[str], Position]
 ) -> Compiled:
@@ -166,6 +178,12 @@ def _compile_string(
             position=position(pointer),
             pointer=pointer,
         ) from None
+    except RecursionError:
+        raise FlowError(
+            "expression is nested too deeply; split it over several steps",
+            position=position(pointer),
+            pointer=pointer,
+        ) from None
 
 
 def _guarded(compiled: Compiled, call: Callable[[], Any]) -> Any:
@@ -180,7 +198,9 @@ def _guarded(compiled: Compiled, call: Callable[[], Any]) -> Any:
         raise ExpressionError(
             f"expression refused by the sandbox: {exc}", pointer=compiled.pointer
         ) from None
-    except ExpressionError:
+    except ExpressionError as exc:  # raised by a flow function, e.g. secret()
+        if exc.pointer is None:
+            exc.pointer = compiled.pointer
         raise
     except Exception as exc:  # an expression may raise anything: 1/0, int('x')
         raise ExpressionError(

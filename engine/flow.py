@@ -1,31 +1,65 @@
-"""Flows: load a YAML file, check it against the schema, compile its templates.
+"""Flows: load a YAML file, check it, compile its templates.
 
 A `Flow` is immutable once loaded and is shared by every run; its templates are
-compiled here, once. `FlowSet` holds every flow of a project and answers which
-flows run for a Stripe event type and which extensions run after a flow.
+compiled here, once. Loading runs the whole checker (engine/checker.py) and
+refuses a flow with any problem, so a run never meets a mistake the checker
+could have found. `FlowSet` holds every flow of a project, checks what spans
+flows, and answers which flows run for a Stripe event type and which
+extensions run after a flow.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
 
+from .checker import FlowFacts, check_document, check_flows
 from .errors import FlowError, Position
-from .expressions import Compiled, compile_value
+from .expressions import Compiled, compile_value, is_constant
+from .schemaerrors import SCHEMA_FILE, flow_schema
 from .steps import Builtin, load_builtins
-from .yamlfile import YamlDocument, load_yaml, pointer_join
+from .yamlfile import YamlDocument, load_yaml
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-SCHEMA_FILE = PACKAGE_ROOT / "schemas" / "flow.schema.json"
 SYSTEM_FLOWS = PACKAGE_ROOT / "flows" / "system"
 EXAMPLE_FLOWS = PACKAGE_ROOT / "flows" / "examples"
+DEFAULT_RETRY_ON = frozenset({"timeout", "database", "stripe", "step"})
+
+__all__ = [
+    "EXAMPLE_FLOWS",
+    "SCHEMA_FILE",
+    "SYSTEM_FLOWS",
+    "Flow",
+    "FlowSet",
+    "Retry",
+    "Step",
+    "Trigger",
+    "flow_schema",
+    "load_directory",
+    "load_flow",
+    "load_project",
+    "parse_flow",
+]
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How a failing step is run again: attempts, waits, which error kinds."""
+
+    attempts: int
+    delay_ms: int = 0
+    backoff: int = 2
+    max_delay_ms: int = 10_000
+    on: frozenset[str] = DEFAULT_RETRY_ON
+
+    def delay_ms_before(self, attempt: int) -> int:
+        """The wait before attempt number `attempt` (2 is the first retry)."""
+        grown: int = self.delay_ms * self.backoff ** (attempt - 2)
+        return min(self.max_delay_ms, grown)
 
 
 @dataclass(frozen=True)
@@ -39,6 +73,12 @@ class Step:
     condition: Compiled | None
     pointer: str
     position: Position
+    retry: Retry | None = None
+    timeout_ms: int | None = None
+    on_error: str = "fail"  # fail, continue or goto
+    error_target: str | None = None
+    # `with` needs no check at run time: the checker saw all of it.
+    checked_args: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,17 +101,16 @@ class Flow:
     file: str
     system: bool = False
     document: YamlDocument | None = field(default=None, compare=False, repr=False)
-
-
-@cache
-def flow_schema() -> Draft202012Validator:
-    """The validator for flow files, built from schemas/flow.schema.json."""
-    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
-    return Draft202012Validator(schema)
+    inputs: dict[str, Any] = field(default_factory=dict, compare=False)
+    index: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    input_validator: Draft202012Validator | None = field(
+        default=None, compare=False, repr=False
+    )
+    facts: FlowFacts | None = field(default=None, compare=False, repr=False)
 
 
 def load_flow(path: Path, *, system: bool = False) -> Flow:
-    """Load, validate and compile the flow in `path`."""
+    """Load, check and compile the flow in `path`."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -82,17 +121,22 @@ def load_flow(path: Path, *, system: bool = False) -> Flow:
 
 
 def parse_flow(text: str, file: str, *, system: bool = False) -> Flow:
-    """Validate and compile the flow in `text`, which came from `file`."""
+    """Check and compile the flow in `text`, which came from `file`.
+
+    Raises the first problem as a FlowError whose `problems` lists them all.
+    """
     document = load_yaml(text, file)
-    check_schema(document)
+    facts, problems = check_document(document, system=system)
+    if problems or facts is None:
+        raise _all_of(problems)
     data = document.data
     builtins = load_builtins()
     steps = tuple(
         _step(document, builtins, index, raw) for index, raw in enumerate(data["steps"])
     )
-    _check_unique_ids(document, steps)
-    trigger = data["trigger"]
+    trigger = data.get("trigger") or {}
     outputs = data.get("outputs")
+    inputs = data.get("inputs") or {}
     return Flow(
         name=data["name"],
         description=data.get("description", ""),
@@ -106,41 +150,29 @@ def parse_flow(text: str, file: str, *, system: bool = False) -> Flow:
         file=file,
         system=system,
         document=document,
+        inputs=inputs,
+        index={step.id: number for number, step in enumerate(steps)},
+        input_validator=_input_validator(inputs) if inputs else None,
+        facts=facts,
     )
 
 
-def check_schema(document: YamlDocument) -> None:
-    """Raise FlowError at the first schema violation, with its position."""
-    errors = sorted(flow_schema().iter_errors(document.data), key=_error_order)
-    if not errors:
-        return
-    error = _most_specific(errors[0])
-    pointer = "".join(pointer_join("", part) for part in error.absolute_path)
-    unknown_key = error.validator == "additionalProperties"
-    raise FlowError(
-        _schema_message(error),
-        position=document.position(pointer, key=unknown_key),
-        pointer=pointer or "/",
-    )
+def _all_of(problems: list[FlowError]) -> FlowError:
+    first = problems[0]
+    if len(problems) > 1:
+        first.message += f" (and {len(problems) - 1} more problems in this file)"
+    first.problems = problems
+    return first
 
 
-def _error_order(error: ValidationError) -> tuple[int, ...]:
-    return tuple(part if isinstance(part, int) else 0 for part in error.absolute_path)
-
-
-def _most_specific(error: ValidationError) -> ValidationError:
-    while error.context:
-        error = max(error.context, key=lambda item: len(item.absolute_path))
-    return error
-
-
-def _schema_message(error: ValidationError) -> str:
-    where = "/".join(str(part) for part in error.absolute_path) or "the flow"
-    if error.validator == "additionalProperties":
-        return f"{where}: {error.message}"
-    if error.validator == "required":
-        return f"{where}: {error.message}"
-    return f"{where}: {error.message}"
+def _input_validator(inputs: dict[str, Any]) -> Draft202012Validator:
+    schema = {
+        "type": "object",
+        "properties": inputs,
+        "required": [name for name, spec in inputs.items() if "default" not in spec],
+        "additionalProperties": False,
+    }
+    return Draft202012Validator(schema)
 
 
 def _step(
@@ -150,63 +182,51 @@ def _step(
     raw: dict[str, Any],
 ) -> Step:
     pointer = f"/steps/{index}"
-    position = document.position(pointer)
-    use = raw["use"]
-    if use not in builtins:
-        known = ", ".join(sorted(builtins))
-        raise FlowError(
-            f"unknown step type '{use}'; known types are: {known}",
-            position=document.position(f"{pointer}/use"),
-            step=raw["id"],
-            pointer=f"{pointer}/use",
-        )
     condition = raw.get("if")
+    on_error = raw.get("on_error", "fail")
+    args = compile_value(raw.get("with", {}), f"{pointer}/with", document.position)
+    builtin = builtins[raw["use"]]
     return Step(
         id=raw["id"],
-        use=use,
-        builtin=builtins[use],
-        args=compile_value(raw.get("with", {}), f"{pointer}/with", document.position),
+        use=raw["use"],
+        builtin=builtin,
+        args=args,
         condition=compile_value(condition, f"{pointer}/if", document.position)
         if condition is not None
         else None,
         pointer=pointer,
-        position=position,
+        position=document.position(pointer),
+        retry=_retry(raw["retry"]) if "retry" in raw else None,
+        timeout_ms=raw.get("timeout_ms"),
+        on_error="goto" if isinstance(on_error, dict) else on_error,
+        error_target=on_error["goto"] if isinstance(on_error, dict) else None,
+        checked_args=builtin.values_free or is_constant(args),
     )
 
 
-def _check_unique_ids(document: YamlDocument, steps: Iterable[Step]) -> None:
-    seen: set[str] = set()
-    for step in steps:
-        if step.id in seen:
-            raise FlowError(
-                f"step id '{step.id}' is used twice; give each step its own id",
-                position=document.position(f"{step.pointer}/id"),
-                step=step.id,
-                pointer=f"{step.pointer}/id",
-            )
-        seen.add(step.id)
+def _retry(raw: dict[str, Any]) -> Retry:
+    return Retry(
+        attempts=raw["attempts"],
+        delay_ms=raw.get("delay_ms", 0),
+        backoff=raw.get("backoff", 2),
+        max_delay_ms=raw.get("max_delay_ms", 10_000),
+        on=frozenset(raw.get("errors", DEFAULT_RETRY_ON)),
+    )
 
 
 class FlowSet:
-    """Every flow of a project, indexed for dispatch."""
+    """Every flow of a project, checked together and indexed for dispatch."""
 
     def __init__(self, flows: Iterable[Flow]) -> None:
         self.by_name: dict[str, Flow] = {}
+        facts = []
         for flow in flows:
-            if flow.name in self.by_name:
-                raise FlowError(
-                    f"two flows are named '{flow.name}' "
-                    f"({self.by_name[flow.name].file} and {flow.file}); rename one",
-                    position=Position(flow.file),
-                )
-            self.by_name[flow.name] = flow
-        for flow in self.by_name.values():
-            if flow.trigger.after and flow.trigger.after not in self.by_name:
-                raise FlowError(
-                    f"trigger.after names '{flow.trigger.after}', which is not a loaded flow",
-                    position=_trigger_position(flow),
-                    pointer="/trigger/after",
-                )
+            self.by_name.setdefault(flow.name, flow)
+            if flow.facts is not None:
+                facts.append(flow.facts)
+        problems = check_flows(facts)  # two flows with one name among them
+        if problems:
+            raise _all_of(problems)
 
     def for_event(self, event_type: str) -> list[Flow]:
         """Flows triggered by a Stripe event type, system flows first, then by name."""
@@ -225,12 +245,6 @@ class FlowSet:
     def event_types(self) -> set[str]:
         """Every Stripe event type some flow is triggered by."""
         return {kind for flow in self.by_name.values() for kind in flow.trigger.stripe}
-
-
-def _trigger_position(flow: Flow) -> Position:
-    if flow.document is None:
-        return Position(flow.file)
-    return flow.document.position("/trigger/after")
 
 
 def load_directory(directory: Path, *, system: bool = False) -> list[Flow]:

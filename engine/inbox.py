@@ -157,7 +157,9 @@ class Processor:
             if not flow.system:
                 _queue_run(connection, flow.name, event_id=row["id"])
                 continue
-            result = run_flow(flow, connection, event=event, services=self.services)
+            result = run_flow(
+                flow, connection, event=event, services=self.services, flows=self.flows
+            )
             if result.status == "failed":
                 raise _RunFailed(result)
             run_id = _insert_run(connection, result, event_id=row["id"], attempts=1)
@@ -191,6 +193,7 @@ class Processor:
                     trigger_outputs=result.outputs,
                     trigger_flow=parent.name,
                     services=self.services,
+                    flows=self.flows,
                 )
             except Exception as exc:  # a bug in a step must not undo the parent
                 log.exception("extension crashed flow=%s", extension.name)
@@ -262,6 +265,7 @@ class Processor:
             trigger_outputs=parent_outputs,
             trigger_flow=flow.trigger.after,
             services=self.services,
+            flows=self.flows,
         )
         if result.status == "failed":
             raise _RunFailed(result)

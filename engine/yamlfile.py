@@ -16,6 +16,9 @@ import yaml
 
 from .errors import FlowError, Position
 
+# libyaml's safe loader when PyYAML was built with it (about 30 times faster),
+# else the pure-Python one; both construct only plain types.
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_BYTES = 1_000_000
 MAX_DEPTH = 64
 MAX_NODES = 100_000
@@ -31,6 +34,7 @@ class YamlDocument:
 
     data: Any
     file: str
+    text: str = ""
     values: dict[str, Position] = field(default_factory=dict)
     keys: dict[str, Position] = field(default_factory=dict)
 
@@ -62,7 +66,7 @@ def load_yaml(text: str, file: str) -> YamlDocument:
             position=Position(file, 1, 1),
         )
     _check_depth(text, file)
-    loader = yaml.SafeLoader(text)
+    loader = _SafeLoader(text)
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
@@ -71,7 +75,7 @@ def load_yaml(text: str, file: str) -> YamlDocument:
         raise FlowError(f"YAML syntax error: {exc}", position=Position(file)) from None
     finally:
         loader.dispose()
-    document = YamlDocument(data=None, file=file)
+    document = YamlDocument(data=None, file=file, text=text)
     if node is None:
         return document
     builder = _Builder(loader, document)
@@ -85,6 +89,10 @@ def _syntax_error(exc: yaml.MarkedYAMLError, file: str) -> FlowError:
         Position(file, mark.line + 1, mark.column + 1) if mark else Position(file)
     )
     problem = exc.problem or exc.context or "invalid YAML"
+    if "nesting depth" in problem:  # libyaml's own limit, met while reading ahead
+        return FlowError(
+            f"nesting is deeper than {MAX_DEPTH} levels", position=position
+        )
     return FlowError(f"YAML syntax error: {problem}", position=position)
 
 
@@ -92,7 +100,7 @@ def _check_depth(text: str, file: str) -> None:
     """Refuse deep nesting from the event stream, before any recursion happens."""
     depth = 0
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        for event in yaml.parse(text, Loader=_SafeLoader):
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
@@ -118,7 +126,7 @@ def _check_depth(text: str, file: str) -> None:
 class _Builder:
     """Turns a composed node tree into plain data, recording positions."""
 
-    def __init__(self, loader: yaml.SafeLoader, document: YamlDocument) -> None:
+    def __init__(self, loader: Any, document: YamlDocument) -> None:
         self.loader = loader
         self.document = document
         self.count = 0
@@ -148,16 +156,21 @@ class _Builder:
     def _mapping(self, node: yaml.MappingNode, pointer: str) -> dict[str, Any]:
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = (
-                self._scalar(key_node)
-                if isinstance(key_node, yaml.ScalarNode)
-                else None
-            )
             if key_node.tag == "tag:yaml.org,2002:merge":
                 raise FlowError(
                     "YAML merge keys (<<) are not supported; write the keys out",
                     position=self._position(key_node),
                 )
+            if key_node.tag not in _PLAIN_TAGS:
+                raise FlowError(
+                    f"the YAML tag {key_node.tag} is not supported; remove it",
+                    position=self._position(key_node),
+                )
+            key = (
+                self._scalar(key_node)
+                if isinstance(key_node, yaml.ScalarNode)
+                else None
+            )
             if not isinstance(key, str):
                 raise FlowError(
                     "mapping keys must be strings; quote this key",

@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from actionflow.engine import db
 from actionflow.engine.errors import ActionflowError, FlowError
-from actionflow.engine.flow import (
-    SYSTEM_FLOWS,
-    Flow,
-    FlowSet,
-    load_directory,
-    load_flow,
-)
-from actionflow.engine.orderlink import order_table
-from actionflow.engine.services import Services
+from actionflow.engine.flow import load_flow
 
-from . import cli_token
 from . import logs
-from .cli_events import events, runs
-from .config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 log = logging.getLogger("actionflow")
 
@@ -57,13 +49,31 @@ def _url_password(url: str) -> str | None:
 
 
 def _settings(config: Path | None) -> Settings:
+    # Imported here: config pulls in the database layer, which `validate` and
+    # `graph` do not need (they start in a pre-commit hook, on every commit).
+    from .config import load_settings
+
     try:
         return load_settings(config)
     except ActionflowError as exc:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group()
+class _LazyGroup(click.Group):
+    """A group whose listed LAZY_COMMANDS are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY_COMMANDS:
+            module, attribute = LAZY_COMMANDS[name].split(":")
+            command: click.Command = getattr(importlib.import_module(module), attribute)
+            return command
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_LazyGroup)
 @click.version_option(package_name="actionflow")
 def main() -> None:
     """actionflow: Stripe payments, webhooks and YAML flows, self-hosted."""
@@ -140,6 +150,8 @@ def _announce_generated(
 @_config_option
 def secrets(config: Path | None) -> None:
     """Print the admin token and webhook secret that serve generated."""
+    from actionflow.engine import db
+
     from .app import generated_secret
 
     settings = _settings(config)
@@ -190,6 +202,8 @@ def db_group() -> None:
 @_config_option
 def upgrade(config: Path | None) -> None:
     """Bring the database schema to this version's revision."""
+    from actionflow.engine import db
+
     settings = _settings(config)
     engine = db.create_db_engine(settings.database_url)
     try:
@@ -197,44 +211,6 @@ def upgrade(config: Path | None) -> None:
     finally:
         engine.dispose()
     click.echo(f"database schema at revision {db.head_revision()}")
-
-
-@main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-def validate(paths: tuple[Path, ...]) -> None:
-    """Check flow files (or folders of them); print one line per problem."""
-    problems: list[str] = []
-    flows: list[Flow] = load_directory(SYSTEM_FLOWS, system=True)
-    system_files = {flow.file for flow in flows}
-    for file in _flow_files(paths):
-        if str(file) in system_files:
-            continue
-        try:
-            flows.append(load_flow(file))
-        except FlowError as exc:
-            problems.append(_problem_line(exc))
-    if not problems:
-        try:
-            FlowSet(flows)
-        except FlowError as exc:
-            problems.append(_problem_line(exc))
-    for line in problems:
-        click.echo(line)
-    if problems:
-        sys.exit(1)
-    click.echo(f"{len(flows)} flows checked, no problems")
-
-
-def _flow_files(paths: tuple[Path, ...]) -> list[Path]:
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files.extend(sorted([*path.rglob("*.yaml"), *path.rglob("*.yml")]))
-        elif path.exists():
-            files.append(path)
-        else:
-            raise click.BadParameter(f"{path} does not exist", param_hint="PATHS")
-    return [file.resolve() for file in files]
 
 
 def _problem_line(error: FlowError) -> str:
@@ -257,6 +233,10 @@ def _problem_line(error: FlowError) -> str:
 @_config_option
 def dry_run(flow_file: Path, event_file: Path, config: Path | None) -> None:
     """Run one flow on an event against the database, then roll every write back."""
+    from actionflow.engine import db
+    from actionflow.engine.orderlink import order_table
+    from actionflow.engine.services import Services
+
     from .dryrun import dry_run_flow
 
     settings = _settings(config)
@@ -281,15 +261,14 @@ def dry_run(flow_file: Path, event_file: Path, config: Path | None) -> None:
     sys.exit(0 if ok else 1)
 
 
-def _register() -> None:
-    from .cli_init import init
-    from .cli_trigger import trigger
-
-    main.add_command(trigger)
-    main.add_command(init)
-    main.add_command(cli_token.token)
-
-
-_register()
-main.add_command(events)
-main.add_command(runs)
+# Commands kept in modules of their own are imported only when they are run:
+# `validate` starts on every commit in a pre-commit hook and must start fast.
+LAZY_COMMANDS = {
+    "events": "actionflow.server.cli_events:events",
+    "graph": "actionflow.server.cli_flows:graph",
+    "init": "actionflow.server.cli_init:init",
+    "runs": "actionflow.server.cli_events:runs",
+    "token": "actionflow.server.cli_token:token",
+    "trigger": "actionflow.server.cli_trigger:trigger",
+    "validate": "actionflow.server.cli_flows:validate",
+}

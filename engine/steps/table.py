@@ -32,6 +32,23 @@ _COLUMNS = {
 }
 
 
+def _row_outputs(literal_with: dict[str, Any]) -> dict[str, Any] | None:
+    """`row` narrowed to the columns of the table, when `table` is written out."""
+    name = literal_with.get("table")
+    if not isinstance(name, str) or name not in FLOW_TABLES:
+        return None
+    columns: dict[str, Any] = {column: {} for column in flow_table(name).c.keys()}
+    described = f"the {name} row"
+    return {
+        "row": {
+            **_ROW,
+            "title": described,
+            "properties": columns,
+            "additionalProperties": False,
+        },
+    }
+
+
 def flow_table(name: str, services: Any = None) -> Table:
     """The table a flow calls `name`; `order` is the linked one in `services`."""
     if name == "order" and getattr(services, "order_table", None) is not None:
@@ -72,7 +89,9 @@ def _where(table: Table, where: dict[str, Any]) -> list[Any]:
         "type": "object",
         "required": ["row", "found"],
         "properties": {"row": _ROW, "found": {"type": "boolean"}},
+        "additionalProperties": False,
     },
+    outputs_for=_row_outputs,
 )
 def get_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
     table = flow_table(args["table"], context.services)
@@ -98,7 +117,13 @@ def get_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
         "properties": {"table": _TABLE, "values": _COLUMNS},
         "additionalProperties": False,
     },
-    outputs={"type": "object", "required": ["row"], "properties": {"row": _ROW}},
+    outputs={
+        "type": "object",
+        "required": ["row"],
+        "properties": {"row": _ROW},
+        "additionalProperties": False,
+    },
+    outputs_for=_row_outputs,
 )
 def insert_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
     table = flow_table(args["table"], context.services)
@@ -127,7 +152,13 @@ def insert_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
         },
         "additionalProperties": False,
     },
-    outputs={"type": "object", "required": ["row"], "properties": {"row": _ROW}},
+    outputs={
+        "type": "object",
+        "required": ["row"],
+        "properties": {"row": _ROW},
+        "additionalProperties": False,
+    },
+    outputs_for=_row_outputs,
 )
 def update_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
     table = flow_table(args["table"], context.services)

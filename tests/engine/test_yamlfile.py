@@ -55,3 +55,8 @@ def test_a_syntax_error_names_its_line_and_column() -> None:
 def test_python_tags_are_refused_by_the_safe_loader() -> None:
     with pytest.raises(FlowError):
         load_yaml("a: !!python/object/apply:os.system ['true']\n", "f.yaml")
+
+
+def test_a_python_tag_on_a_mapping_key_is_refused() -> None:
+    with pytest.raises(FlowError, match="the YAML tag .* is not supported"):
+        load_yaml("steps:\n  !!python/object:os.system with: 1\n", "f.yaml")
