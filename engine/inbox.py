@@ -119,7 +119,13 @@ class Processor:
             if not flow.system:
                 _queue_run(connection, flow.name, event_id=row["id"])
                 continue
-            result = run_flow(flow, connection, event=event, services=self.services)
+            result = run_flow(
+                flow,
+                connection,
+                event=event,
+                services=self.services,
+                run_key=row["stripe_event_id"],
+            )
             if result.status == "failed":
                 raise _RunFailed(result)
             run_id = _insert_run(connection, result, event_id=row["id"], attempts=1)
@@ -152,6 +158,7 @@ class Processor:
                     trigger_outputs=result.outputs,
                     trigger_flow=parent.name,
                     services=self.services,
+                    run_key=_run_key(connection, event_id),
                 )
             except Exception as exc:  # a bug in a step must not undo the parent
                 log.exception("extension crashed flow=%s", extension.name)
@@ -223,6 +230,7 @@ class Processor:
             trigger_outputs=parent_outputs,
             trigger_flow=flow.trigger.after,
             services=self.services,
+            run_key=_run_key(connection, row["event_id"]),
         )
         if result.status == "failed":
             raise _RunFailed(result)
@@ -338,6 +346,15 @@ def _claim(connection: Connection, table: Any) -> dict[str, Any] | None:
     )
     row = connection.execute(query).mappings().first()
     return dict(row) if row is not None else None
+
+
+def _run_key(connection: Connection, event_id: int | None) -> str | None:
+    """A run's key: the id of the Stripe event it is for, also in retries."""
+    if event_id is None:
+        return None
+    return connection.execute(
+        select(EVENTS.c.stripe_event_id).where(EVENTS.c.id == event_id)
+    ).scalar_one_or_none()
 
 
 def _finish_event(

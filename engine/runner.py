@@ -81,6 +81,7 @@ class StepContext:
     services: Any
     changes: list[Change]
     stopped: str | None = None
+    run_key: str | None = None  # what the run is for (an event id): idempotency keys
 
     def stop(self, reason: str) -> None:
         """End the run after this step, successfully, with `reason`."""
@@ -102,6 +103,7 @@ def run_flow(
     trigger_outputs: Any = None,
     trigger_flow: str | None = None,
     services: Any = None,
+    run_key: str | None = None,
 ) -> RunResult:
     """Run `flow` on `connection`; the caller commits or rolls back."""
     scope: dict[str, Any] = {
@@ -114,7 +116,9 @@ def run_flow(
     for step in flow.steps:
         started = time.perf_counter()
         try:
-            outcome, reason = _run_step(flow, step, scope, connection, services, result)
+            outcome, reason = _run_step(
+                flow, step, scope, connection, services, result, run_key
+            )
         except ActionflowError as error:
             _locate(error, flow, step)
             result.trace.append(_trace(step, "failed", started, error.message))
@@ -140,6 +144,7 @@ def _run_step(
     connection: Connection,
     services: Any,
     result: RunResult,
+    run_key: str | None = None,
 ) -> tuple[str, str | None]:
     if step.condition is not None:
         condition = step.condition.render(scope)
@@ -152,7 +157,9 @@ def _run_step(
             return "skipped", "`if` was false"
     args = step.args.render(scope)
     _validate(step, args)
-    context = StepContext(connection, flow.name, step.id, services, result.changes)
+    context = StepContext(
+        connection, flow.name, step.id, services, result.changes, run_key=run_key
+    )
     try:
         scope["steps"][step.id] = step.builtin.run(context, args)
     except SQLAlchemyError as exc:

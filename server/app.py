@@ -8,10 +8,14 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 from actionflow.engine import db
 from actionflow.engine.flow import load_project
 from actionflow.engine.inbox import Processor
+from actionflow.engine.notifyconfig import NotifySettings
+from actionflow.engine.sending import create_sender
+from actionflow.engine.services import Services
 from actionflow.engine.stripe_gateway import StripeGateway
 from actionflow.engine.tables import Setting, utcnow
 from sqlalchemy import Engine, insert, select
@@ -40,14 +44,39 @@ def build_runtime(settings: Settings) -> Runtime:
     gateway = None
     if settings.stripe_secret_key:
         gateway = StripeGateway(settings.stripe_secret_key, settings.stripe_api_base)
-    processor = Processor(engine, flows, services=gateway, retry=settings.retry)
+    notify = _notify_settings(engine, settings)
+    services = Services(gateway, notify=notify)
+    processor = Processor(engine, flows, services=services, retry=settings.retry)
     admin_token = settings.admin_token or generated_secret(
         engine, "admin_token", "aft_"
     )
     secrets_ = settings.webhook_secrets or [
         generated_secret(engine, "webhook_secret", "whsec_")
     ]
-    return Runtime(settings, engine, flows, processor, admin_token, secrets_, gateway)
+    sender = create_sender(engine, notify)
+    return Runtime(
+        settings,
+        engine,
+        flows,
+        processor,
+        admin_token,
+        secrets_,
+        gateway,
+        sender=sender,
+    )
+
+
+def _notify_settings(engine: Engine, settings: Settings) -> NotifySettings:
+    webhooks = settings.outbound_webhooks
+    if not webhooks.secret:
+        secret = generated_secret(engine, "notify_webhook_secret", "afwh_")
+        webhooks = replace(webhooks, secret=secret)
+    return NotifySettings(
+        templates=settings.templates,
+        smtp=settings.smtp,
+        webhooks=webhooks,
+        retry=settings.retry,
+    )
 
 
 def generated_secret(engine: Engine, name: str, prefix: str) -> str:
@@ -71,7 +100,7 @@ def generated_secret(engine: Engine, name: str, prefix: str) -> str:
 
 def create_app(runtime: Runtime, *, run_worker: bool = True) -> Starlette:
     """The HTTP application; with `run_worker`, the worker runs in the same process."""
-    worker = Worker(runtime.processor, runtime.wake)
+    worker = Worker(runtime.processor, runtime.wake, sender=runtime.sender)
 
     hub = realtime.ChangeHub()
 

@@ -113,6 +113,8 @@ def secrets(config: Path | None) -> None:
     click.echo(
         f"STRIPE_WEBHOOK_SECRET={generated_secret(engine, 'webhook_secret', 'whsec_')}"
     )
+    signing = generated_secret(engine, "notify_webhook_secret", "afwh_")
+    click.echo(f"ACTIONFLOW_WEBHOOK_SIGNING_SECRET={signing}")
 
 
 @main.command()
@@ -127,7 +129,7 @@ def worker(config: Path | None) -> None:
         runtime = build_runtime(_settings(config))
     except ActionflowError as exc:
         raise click.ClickException(str(exc)) from None
-    loop = Worker(runtime.processor, runtime.wake)
+    loop = Worker(runtime.processor, runtime.wake, sender=runtime.sender)
 
     def _stop(signum: int, _frame: Any) -> None:
         log.info("worker stopping signal=%s", signum)

@@ -15,8 +15,12 @@ import yaml
 from actionflow.engine.errors import ConfigError
 from actionflow.engine.flow import EXAMPLE_FLOWS
 from actionflow.engine.inbox import RetryPolicy
+from actionflow.engine.notifyconfig import SmtpSettings, WebhookSettings
+
+from . import config_notify
 
 CONFIG_FILE = "actionflow.yaml"
+EXAMPLE_TEMPLATES = EXAMPLE_FLOWS / "templates"
 DEFAULT_DATABASE = "sqlite:///actionflow.db"
 ENVIRONMENT = {
     "ACTIONFLOW_DATABASE_URL": "database_url",
@@ -43,6 +47,9 @@ class Settings:
     webhook_max_bytes: int = 1_048_576
     webhook_tolerance_seconds: int = 300
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    templates: Path = EXAMPLE_TEMPLATES
+    smtp: SmtpSettings | None = None
+    outbound_webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     source: Path | None = None
 
     @property
@@ -64,6 +71,10 @@ def load_settings(path: Path | None = None) -> Settings:
         value = os.environ.get(variable)
         if value:
             setattr(settings, name, value)
+    settings.smtp = config_notify.smtp_from_environment(settings.smtp)
+    settings.outbound_webhooks = config_notify.webhooks_from_environment(
+        settings.outbound_webhooks
+    )
     return settings
 
 
@@ -77,6 +88,7 @@ def _apply_file(settings: Settings, file: Path) -> None:
     settings.source = file
     base = file.parent
     known = {*ENVIRONMENT.values(), "flows", "webhook_max_bytes", "retry"}
+    known |= set(config_notify.NOTIFY_SETTINGS)
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(
@@ -96,6 +108,14 @@ def _apply_file(settings: Settings, file: Path) -> None:
         )
     if "retry" in data:
         settings.retry = _retry(data["retry"], file)
+    if "templates" in data:
+        settings.templates = base / _string(data["templates"], "templates", file)
+    if "smtp" in data:
+        settings.smtp = config_notify.smtp_from_file(data["smtp"], file)
+    if "outbound_webhooks" in data:
+        settings.outbound_webhooks = config_notify.webhooks_from_file(
+            data["outbound_webhooks"], file
+        )
 
 
 def _string(value: Any, name: str, file: Path) -> str:

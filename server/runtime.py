@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from actionflow.engine.flow import FlowSet
 from actionflow.engine.inbox import Processor
+from actionflow.engine.outbox import Sender
 from actionflow.engine.stripe_gateway import StripeGateway
 from sqlalchemy import Engine
 
@@ -25,3 +26,4 @@ class Runtime:
     webhook_secrets: list[str]
     gateway: StripeGateway | None
     wake: threading.Event = field(default_factory=threading.Event)
+    sender: Sender | None = None

@@ -57,6 +57,6 @@ def builtin(
 
 def load_builtins() -> dict[str, Builtin]:
     """Import every module of built-in steps and return the registry."""
-    from . import control, table  # noqa: F401  (modules register themselves)
+    from . import control, notify, table  # noqa: F401  (modules register themselves)
 
     return REGISTRY
