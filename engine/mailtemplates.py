@@ -46,9 +46,10 @@ class MailTemplates:
         """The template `name` rendered with `data` as its variables."""
         try:
             return self.environment.get_template(name).render(data)
-        except TemplateNotFound:
+        except TemplateNotFound as exc:
+            missing = exc.name or name
             raise RunError(
-                f"template {name!r} is not in the templates folder {self.folder}; "
+                f"template {missing!r} is not in the templates folder {self.folder}; "
                 "add it there or fix the name"
             ) from None
         except UndefinedError as exc:

@@ -159,6 +159,8 @@ def _check_address(host: str, address: IpAddress, settings: WebhookSettings) -> 
 
 
 def _private_kind(address: IpAddress) -> str | None:
+    if address.is_unspecified:  # 0.0.0.0 and :: reach this machine
+        return "unspecified"
     if address.is_loopback:
         return "loopback"
     if address.is_link_local:
