@@ -5,11 +5,14 @@ Runs on SQLite and on PostgreSQL, with aiosmtpd on loopback as the mail server.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 
 import pytest
+from actionflow.engine import db
 from actionflow.engine.mailsend import message_id
+from actionflow.engine.runner import run_flow
 from sqlalchemy import Engine
 
 from tests.conftest import free_port
@@ -197,3 +200,49 @@ def test_a_payment_without_receipt_email_queues_no_mail(shop: Shop) -> None:
     shop.work()
 
     assert shop.outbox() == []
+
+
+REFUND = {
+    "status": "succeeded",
+    "stripe_refund_id": "re_1",
+    "order_id": 7,
+    "payment_id": 3,
+    "amount": 500,
+    "currency": "usd",
+}
+
+
+def test_the_refund_notice_is_queued_once_per_refund_and_skips_other_outputs(
+    shop: Shop,
+) -> None:
+    flow = shop.processor.flows.by_name["EmailRefundNotice"]
+    services = shop.processor.services
+    outcomes = []
+    with db.write(shop.engine) as connection:
+        # Stripe reports one refund in several events: each is its own run.
+        for run_key, outputs in [
+            ("evt_created", REFUND),
+            ("evt_updated", REFUND),
+            ("evt_placeholder", None),  # today's StripeRefundCallback: no outputs
+            (
+                "evt_pending",
+                {**REFUND, "stripe_refund_id": "re_2", "status": "pending"},
+            ),
+        ]:
+            result = run_flow(
+                flow,
+                connection,
+                trigger_outputs=outputs,
+                trigger_flow="StripeRefundCallback",
+                services=services,
+                run_key=run_key,
+            )
+            outcomes.append((result.status, result.reason))
+
+    assert [status for status, _ in outcomes] == ["succeeded"] + ["stopped"] * 3
+    assert outcomes[1][1] == "duplicate: refund-notice:re_1 was already handled"
+    [row] = shop.outbox()
+    assert row["key"] == "evt_created:EmailRefundNotice:notice"
+    mail = json.loads(row["payload"])
+    assert mail["subject"] == "Refund of 5.00 USD on order 7"
+    assert mail["to"] == ["shop@example.com"]
