@@ -158,7 +158,12 @@ class Processor:
                 _queue_run(connection, flow.name, event_id=row["id"])
                 continue
             result = run_flow(
-                flow, connection, event=event, services=self.services, flows=self.flows
+                flow,
+                connection,
+                event=event,
+                services=self.services,
+                flows=self.flows,
+                run_key=row["stripe_event_id"],
             )
             if result.status == "failed":
                 raise _RunFailed(result)
@@ -194,6 +199,7 @@ class Processor:
                     trigger_flow=parent.name,
                     services=self.services,
                     flows=self.flows,
+                    run_key=_run_key(connection, event_id),
                 )
             except Exception as exc:  # a bug in a step must not undo the parent
                 log.exception("extension crashed flow=%s", extension.name)
@@ -266,6 +272,7 @@ class Processor:
             trigger_flow=flow.trigger.after,
             services=self.services,
             flows=self.flows,
+            run_key=_run_key(connection, row["event_id"]),
         )
         if result.status == "failed":
             raise _RunFailed(result)
@@ -427,6 +434,15 @@ def _record_version(connection: Connection, row: dict[str, Any]) -> None:
             updated_at=utcnow(),
         )
     )
+
+
+def _run_key(connection: Connection, event_id: int | None) -> str | None:
+    """A run's key: the id of the Stripe event it is for, also in retries."""
+    if event_id is None:
+        return None
+    return connection.execute(
+        select(EVENTS.c.stripe_event_id).where(EVENTS.c.id == event_id)
+    ).scalar_one_or_none()
 
 
 def _finish_event(

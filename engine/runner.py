@@ -101,6 +101,7 @@ class StepContext:
     jumps: dict[str, int] = field(default_factory=dict)
     next_step: str | None = None
     caller: Callable[[str, dict[str, Any]], Any] | None = None
+    run_key: str | None = None  # what the run is for (an event id): idempotency keys
 
     def stop(self, reason: str) -> None:
         """End the run after this step, successfully, with `reason`."""
@@ -141,10 +142,12 @@ def run_flow(
     secrets: Mapping[str, str] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    run_key: str | None = None,
 ) -> RunResult:
     """Run `flow` on `connection`; the caller commits or rolls back."""
     vault = Secrets(secrets)
     runner = _Runner(connection, services, flows, vault, sleep, clock)
+    runner.run_key = run_key
     trigger = {"flow": trigger_flow, "outputs": trigger_outputs}
     result = RunResult(flow=flow.name, status="succeeded")
     runner.run(flow, result, event=event, trigger=trigger, inputs=inputs, depth=0)
@@ -170,6 +173,7 @@ class _Runner:
         self.sleep = sleep
         self.clock = clock
         self.executed = 0
+        self.run_key: str | None = None
 
     def run(
         self,
@@ -304,6 +308,7 @@ class _Runner:
             deadline=deadline,
             jumps=jumps,
             caller=call,
+            run_key=self.run_key,
         )
         handled = step.retry is not None or step.on_error != "fail"
         savepoint = self.connection.begin_nested() if handled else None

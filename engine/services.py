@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Table
 
+from .notifyconfig import NotifySettings
 from .tables import Order
 
 
@@ -16,7 +17,8 @@ def _default_orders() -> Table:
 
 @dataclass
 class Services:
-    """Stripe (None when no secret key is set) and the linked order table."""
+    """Stripe (None without a secret key), the order table, notification settings."""
 
     gateway: Any = None
     order_table: Table = field(default_factory=_default_orders)
+    notify: NotifySettings | None = None

@@ -8,11 +8,14 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 from actionflow.engine import db
 from actionflow.engine.flow import load_project
 from actionflow.engine.inbox import Processor
 from actionflow.engine.orderlink import check_link, order_table
+from actionflow.engine.notifyconfig import NotifySettings
+from actionflow.engine.sending import create_sender
 from actionflow.engine.services import Services
 from actionflow.engine.stripe_gateway import StripeGateway
 from actionflow.engine.tables import Setting, utcnow
@@ -50,7 +53,8 @@ def _build(settings: Settings, engine: Engine) -> Runtime:
     gateway = None
     if settings.stripe_secret_key:
         gateway = StripeGateway(settings.stripe_secret_key, settings.stripe_api_base)
-    services = Services(gateway, order_table(engine, settings.order_link))
+    notify = _notify_settings(engine, settings)
+    services = Services(gateway, order_table(engine, settings.order_link), notify)
     check_link(engine, settings.order_link)
     processor = Processor(engine, flows, services=services, retry=settings.retry)
     admin_token = settings.admin_token or generated_secret(
@@ -62,6 +66,7 @@ def _build(settings: Settings, engine: Engine) -> Runtime:
     token_secret = settings.token_secret or generated_secret(
         engine, "token_secret", "afk_"
     )
+    sender = create_sender(engine, notify)
     return Runtime(
         settings,
         engine,
@@ -72,6 +77,20 @@ def _build(settings: Settings, engine: Engine) -> Runtime:
         gateway,
         token_secret=token_secret,
         services=services,
+        sender=sender,
+    )
+
+
+def _notify_settings(engine: Engine, settings: Settings) -> NotifySettings:
+    webhooks = settings.outbound_webhooks
+    if not webhooks.secret:
+        secret = generated_secret(engine, "notify_webhook_secret", "afwh_")
+        webhooks = replace(webhooks, secret=secret)
+    return NotifySettings(
+        templates=settings.templates,
+        smtp=settings.smtp,
+        webhooks=webhooks,
+        retry=settings.retry,
     )
 
 
@@ -96,7 +115,7 @@ def generated_secret(engine: Engine, name: str, prefix: str) -> str:
 
 def create_app(runtime: Runtime, *, run_worker: bool = True) -> Starlette:
     """The HTTP application; with `run_worker`, the worker runs in the same process."""
-    worker = Worker(runtime.processor, runtime.wake)
+    worker = Worker(runtime.processor, runtime.wake, sender=runtime.sender)
 
     hub = realtime.ChangeHub()
 

@@ -163,6 +163,8 @@ def secrets(config: Path | None) -> None:
     click.echo(
         f"STRIPE_WEBHOOK_SECRET={generated_secret(engine, 'webhook_secret', 'whsec_')}"
     )
+    signing = generated_secret(engine, "notify_webhook_secret", "afwh_")
+    click.echo(f"ACTIONFLOW_WEBHOOK_SIGNING_SECRET={signing}")
 
 
 @main.command()
@@ -179,7 +181,7 @@ def worker(config: Path | None) -> None:
     except ActionflowError as exc:
         raise click.ClickException(str(exc)) from None
     _protect(settings, runtime)
-    loop = Worker(runtime.processor, runtime.wake)
+    loop = Worker(runtime.processor, runtime.wake, sender=runtime.sender)
 
     def _stop(signum: int, _frame: Any) -> None:
         log.info("worker stopping signal=%s", signum)

@@ -8,6 +8,8 @@ import click
 
 from actionflow.engine.flow import EXAMPLE_FLOWS, SCHEMA_FILE
 
+from .config import EXAMPLE_TEMPLATES
+
 SCHEMA_LINE = "# yaml-language-server: $schema=../schemas/flow.schema.json"
 
 CONFIG = """\
@@ -28,11 +30,33 @@ flows:
 # stripe_api_base: http://localhost:8420
 
 # Failed flow runs are retried with exponential backoff, then parked as failed
-# (see `actionflow events list --status failed`).
+# (see `actionflow events list --status failed`). Mail and outbound webhooks
+# that fail are retried the same way.
 retry:
   attempts: 8
   base_seconds: 2
   cap_seconds: 3600
+
+# Mail templates (notify.email): NAME.subject.txt, NAME.txt and/or NAME.html.
+templates: templates
+
+# Where notify.email sends mail. This one is a catcher on this machine for
+# development (e.g. `python -m aiosmtpd -n -l 127.0.0.1:1025`); mail that
+# cannot be sent is retried, then parked as failed. Without an smtp section,
+# mail waits in the outbox and the log says so. tls: none, starttls or ssl.
+# The password comes from ACTIONFLOW_SMTP_PASSWORD, never from this file.
+smtp:
+  host: 127.0.0.1
+  port: 1025
+  tls: none
+  from: "Shop <shop@example.com>"
+
+# Hosts notify.webhook may post to. Private, loopback and link-local addresses
+# are refused unless allow_private is true. Requests are signed with
+# ACTIONFLOW_WEBHOOK_SIGNING_SECRET (generated when unset: `actionflow secrets`).
+outbound_webhooks:
+  allow_hosts: []
+  allow_private: false
 """
 
 PRE_COMMIT = """\
@@ -77,6 +101,8 @@ def _scaffold() -> dict[str, str]:
         files[f"flows/{flow.name}"] = _with_schema_line(
             flow.read_text(encoding="utf-8")
         )
+    for template in sorted(EXAMPLE_TEMPLATES.iterdir()):
+        files[f"templates/{template.name}"] = template.read_text(encoding="utf-8")
     return files
 
 

@@ -16,8 +16,12 @@ from actionflow.engine.errors import ConfigError
 from actionflow.engine.flow import EXAMPLE_FLOWS
 from actionflow.engine.inbox import RetryPolicy
 from actionflow.engine.orderlink import OrderLink, link_from_config
+from actionflow.engine.notifyconfig import SmtpSettings, WebhookSettings
+
+from . import config_notify
 
 CONFIG_FILE = "actionflow.yaml"
+EXAMPLE_TEMPLATES = EXAMPLE_FLOWS / "templates"
 DEFAULT_DATABASE = "sqlite:///actionflow.db"
 ENVIRONMENT = {
     "ACTIONFLOW_DATABASE_URL": "database_url",
@@ -48,6 +52,9 @@ class Settings:
     webhook_tolerance_seconds: int = 300
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     order_link: OrderLink = field(default_factory=OrderLink)
+    templates: Path = EXAMPLE_TEMPLATES
+    smtp: SmtpSettings | None = None
+    outbound_webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     source: Path | None = None
 
     @property
@@ -70,6 +77,10 @@ def load_settings(path: Path | None = None) -> Settings:
         if value:
             setattr(settings, name, value)
     settings.retry = _retry_from_environment(settings.retry)
+    settings.smtp = config_notify.smtp_from_environment(settings.smtp)
+    settings.outbound_webhooks = config_notify.webhooks_from_environment(
+        settings.outbound_webhooks
+    )
     return settings
 
 
@@ -112,6 +123,7 @@ def _apply_file(settings: Settings, file: Path) -> None:
         "webhook_max_bytes",
         "retry",
         "order_table",
+        *config_notify.NOTIFY_SETTINGS,
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -134,6 +146,14 @@ def _apply_file(settings: Settings, file: Path) -> None:
         settings.retry = _retry(data["retry"], file)
     if "order_table" in data:
         settings.order_link = link_from_config(data["order_table"], str(file))
+    if "templates" in data:
+        settings.templates = base / _string(data["templates"], "templates", file)
+    if "smtp" in data:
+        settings.smtp = config_notify.smtp_from_file(data["smtp"], file)
+    if "outbound_webhooks" in data:
+        settings.outbound_webhooks = config_notify.webhooks_from_file(
+            data["outbound_webhooks"], file
+        )
 
 
 def _string(value: Any, name: str, file: Path) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from actionflow.engine.flow import FlowSet
 from actionflow.engine.inbox import Processor
 from actionflow.engine.services import Services
+from actionflow.engine.outbox import Sender
 from actionflow.engine.stripe_gateway import StripeGateway
 from sqlalchemy import Engine, Table
 
@@ -28,6 +29,7 @@ class Runtime:
     token_secret: str = ""
     services: Services = field(default_factory=Services)
     wake: threading.Event = field(default_factory=threading.Event)
+    sender: Sender | None = None
 
     @property
     def order_table(self) -> Table:

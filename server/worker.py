@@ -11,6 +11,7 @@ import logging
 import threading
 
 from actionflow.engine.inbox import Processor
+from actionflow.engine.outbox import Sender
 
 log = logging.getLogger("actionflow.worker")
 
@@ -21,8 +22,14 @@ ERROR_PAUSE_SECONDS = 2.0
 class Worker:
     """Drains the inbox; `wake` cuts the idle wait short when an event arrives."""
 
-    def __init__(self, processor: Processor, wake: threading.Event) -> None:
+    def __init__(
+        self,
+        processor: Processor,
+        wake: threading.Event,
+        sender: Sender | None = None,
+    ) -> None:
         self.processor = processor
+        self.sender = sender
         self.wake = wake
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
@@ -55,7 +62,10 @@ class Worker:
                 self.wake.clear()
 
     def step(self) -> bool:
-        """Process one event or one pending run; False when there was nothing to do."""
+        """Process one event, pending run or outbox message; False if none was due."""
         if self.processor.process_next_event():
             return True
-        return self.processor.process_next_run()
+        if self.processor.process_next_run():
+            return True
+        # Notifications go out after the events and runs that queued them.
+        return self.sender is not None and self.sender.send_next()

@@ -27,7 +27,7 @@ from actionflow.server.cli import main
 from click.testing import CliRunner, Result
 from sqlalchemy import Engine, insert, select
 
-from tests.delivery import ORDERS, make_payments, succeeded_event
+from tests.delivery import ORDERS, WATCHED_FLOWS, make_payments, succeeded_event
 from tests.stripe_events import event
 
 NEEDS_AN_ORDER = """
@@ -83,7 +83,9 @@ def _event(engine: Engine) -> dict[str, Any]:
 def _runs(engine: Engine) -> list[tuple[str, str]]:
     with db.read(engine) as connection:
         rows = connection.execute(
-            select(RUNS.c.flow, RUNS.c.status).order_by(RUNS.c.id)
+            select(RUNS.c.flow, RUNS.c.status)
+            .where(RUNS.c.flow.in_(WATCHED_FLOWS))
+            .order_by(RUNS.c.id)
         )
         return [(flow, status) for flow, status in rows]
 
@@ -169,7 +171,6 @@ def test_replaying_a_processed_payment_event_changes_nothing_twice(
     assert _runs(engine) == [
         ("StripePaymentCallback", "succeeded"),
         ("MarkOrderPaid", "succeeded"),
-        ("SendReceipt", "succeeded"),
         ("StripePaymentCallback", "stopped"),
     ]
 
