@@ -192,7 +192,8 @@ def _copy_rows(
     if connection.dialect.name == "postgresql":
         statement = (
             f'INSERT INTO "{table}" ({names}) SELECT {select_list} '
-            "FROM generate_series(:first, :last) AS seq(i)"
+            "FROM generate_series(CAST(:first AS integer), CAST(:last AS integer)) "
+            "AS seq(i)"
         )
     else:
         statement = (

@@ -112,8 +112,18 @@ class Pool:
         else:
             connection = Connection(self.host, self.port)
             self.every.append(connection)
+        reused = connection.writer is not None
         try:
-            status = await connection.post(PATH, payload, headers)
+            try:
+                status = await connection.post(PATH, payload, headers)
+            except (asyncio.IncompleteReadError, ConnectionError) as exc:
+                # The server closes a keep-alive connection idle for 5 s; it did
+                # not read this request then, so send it again on a new one.
+                partial = getattr(exc, "partial", b"")
+                if not reused or partial:
+                    raise
+                await connection.close()
+                status = await connection.post(PATH, payload, headers)
         except BaseException:
             await connection.close()
             raise

@@ -132,15 +132,19 @@ async def _throughput(
         )
     )
     since = await started
-    done = await _wait_paid(watcher, deployment, len(events), since)
+    waiting = asyncio.create_task(_wait_paid(watcher, deployment, len(events), since))
     sent = await sending
-    return sent, done
+    if sent.failures:
+        waiting.cancel()
+        _refused(deployment.system, sent)
+    return sent, await waiting
 
 
 async def _latency(
     deployment: Deployment, watcher: Watcher, events: Events, rate: float, total: int
 ) -> load.Sent:
     sent = await load.open_loop(deployment.url, events, WEBHOOK_SECRET, rate)
+    _refused(deployment.system, sent)
     await _wait_paid(watcher, deployment, total, sent.started)
     return sent
 
@@ -205,7 +209,7 @@ def measure(
     finally:
         deployment.stop()
         watcher.close()
-        databases.drop(url)
+    databases.drop(url)  # kept when the run failed, to look into
     return figures
 
 
@@ -310,11 +314,13 @@ def long_run(system: str, databases: Databases, options: argparse.Namespace) -> 
     samples: list[tuple[float, float, int, int]] = []
 
     async def sample(since: float, stop: asyncio.Event) -> None:
-        while not stop.is_set():
+        while True:
             rss = deployment.rss_mib()[0]
             paid = await asyncio.to_thread(watcher.paid)
             backlog = await asyncio.to_thread(watcher.pending_events)
             samples.append((time.monotonic() - since, rss, paid, backlog))
+            if stop.is_set():
+                return
             try:
                 await asyncio.wait_for(stop.wait(), options.sample_seconds)
             except TimeoutError:
@@ -337,7 +343,7 @@ def long_run(system: str, databases: Databases, options: argparse.Namespace) -> 
     finally:
         deployment.stop()
         watcher.close()
-        databases.drop(url)
+    databases.drop(url)
     return _long_report(system, options, samples, sent, peak)
 
 
@@ -357,14 +363,22 @@ def _long_report(
         f"{'seconds':>9} {'RSS MiB':>9} {'paid':>8} {'backlog':>8}",
     ]
     step = max(1, len(samples) // 20)
-    for seconds, rss, paid, backlog in [*samples[::step], samples[-1]]:
+    shown = (
+        samples[::step]
+        if samples[-1] in samples[::step]
+        else [
+            *samples[::step],
+            samples[-1],
+        ]
+    )
+    for seconds, rss, paid, backlog in shown:
         lines.append(f"{seconds:9.0f} {rss:9.1f} {paid:8} {backlog:8}")
-    tenth = max(1, len(samples) // 10)
-    early = statistics.mean(s[1] for s in samples[:tenth])
-    late = statistics.mean(s[1] for s in samples[-tenth:])
+    # Measure growth after warm-up: imports, caches and pools fill the first minutes.
+    warm, end = samples[len(samples) // 10][1], samples[-1][1]
+    highest = max(sample[1] for sample in samples)
     lines.append(
-        f"RSS over the first tenth {early:.1f} MiB, over the last tenth {late:.1f} MiB "
-        f"({100 * (late / early - 1):+.1f}%)"
+        f"RSS after the first tenth of the run {warm:.1f} MiB, at the end {end:.1f} "
+        f"MiB ({100 * (end / warm - 1):+.1f}%); highest {highest:.1f} MiB"
     )
     return "\n".join(lines)
 
@@ -464,8 +478,15 @@ def _run(options: argparse.Namespace, databases: Databases) -> None:
         for system in options.systems:
             raw = options.profile / f"{system}.txt"
             stored, workers = options.stored[0], options.workers[0]
-            measure(system, databases, options, stored, workers, 0, profile_to=raw)
-            print(f"\nprofile of {system} ({raw}):\n{summarise(raw)}", flush=True)
+            figures = measure(
+                system, databases, options, stored, workers, 0, profile_to=raw
+            )
+            print(
+                f"\nprofile of {system}'s server during the throughput phase "
+                f"({figures.processed_per_second:.1f} events/s while sampled; "
+                f"recording in {raw}):\n{summarise(raw)}",
+                flush=True,
+            )
 
 
 def _progress(figures: Figures, run: int) -> str:

@@ -2,8 +2,10 @@
 
 py-spy records wall-clock stacks of every thread (`--idle`), so time the
 worker spends waiting on the disk (fsync in a commit) counts, not only CPU.
-The summary splits samples by thread role (worker, event loop, thread pool)
-and lists, per role, the functions on the stack most often (inclusive share).
+The summary groups samples by thread (worker, event loop, the thread pool that
+stores events), leaves out those waiting for work, and lists, per group, the
+functions most often on the stack (inclusive share of the working samples).
+Summarise a kept recording again with `python -m tests.bench.profile FILE`.
 """
 
 from __future__ import annotations
@@ -15,14 +17,20 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-ROLES = (
-    # (role, a frame that marks it), checked in order
-    ("worker", "run (actionflow/server/worker.py)"),
-    ("worker", "run (server/worker.py)"),
-    ("worker", "run (baseline_app.py)"),
-    ("thread pool", "run (anyio/_backends/_asyncio.py)"),
-    ("event loop", "run (uvicorn/server.py)"),
+ROLES = {
+    "actionflow-worker": "worker thread",
+    "baseline-worker": "worker thread",
+    "AnyIO worker thread": "thread pool (stores events)",
+    "MainThread": "main thread (event loop, or a worker process)",
+}
+# A thread whose stack holds one of these is waiting for work, not working.
+IDLE = (
+    "Queue.get (queue.py)",
+    "EpollSelector.select (selectors.py)",
+    "Event.wait (threading.py)",
 )
+# Frames on every stack of a role, which say nothing about where time goes.
+PLUMBING = ("Thread._bootstrap", "Thread.run (", "WorkerThread.run", "click/core.py")
 
 
 def py_spy() -> str:
@@ -37,7 +45,7 @@ def py_spy() -> str:
 class Recording:
     """py-spy attached to one process until `stop`."""
 
-    def __init__(self, pid: int, output: Path, rate: int = 200) -> None:
+    def __init__(self, pid: int, output: Path, rate: int = 100) -> None:
         self.output = output
         self.log = output.with_suffix(".log")
         command = [
@@ -72,35 +80,39 @@ class Recording:
             raise RuntimeError(f"py-spy wrote no profile:\n{tail}")
 
 
-def _role(frames: list[str]) -> str:
-    for role, marker in ROLES:
-        if any(frame.endswith(marker) or marker in frame for frame in frames):
-            return role
-    return "other"
+def _role(thread: str) -> str:
+    name = thread.partition(": ")[2] or thread
+    return ROLES.get(name, "other threads")
 
 
 def summarise(raw: Path, top: int = 25) -> str:
-    """A text table: per thread role, the functions with the largest share."""
-    per_role: dict[str, Counter[str]] = {}
-    totals: Counter[str] = Counter()
+    """Per thread role: how busy it was, and where its busy samples were spent."""
+    busy: dict[str, Counter[str]] = {}
+    samples: Counter[str] = Counter()
+    working: Counter[str] = Counter()
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
-        frames = stack.split(";")[1:]  # the first frame names the thread
-        role = _role(frames)
-        count = int(count_text)
-        totals[role] += count
-        seen = per_role.setdefault(role, Counter())
+        thread, *frames = stack.split(";")
+        role, count = _role(thread), int(count_text)
+        samples[role] += count
+        if any(frame in IDLE for frame in frames):
+            continue
+        working[role] += count
+        seen = busy.setdefault(role, Counter())
         for frame in set(frames):
-            seen[frame] += count
-    everything = sum(totals.values())
-    lines = [f"py-spy samples: {everything} (wall clock, every thread)"]
-    for role, samples in totals.most_common():
-        share = 100 * samples / everything
-        lines.append(f"\n[{role}] {samples} samples, {share:.0f}% of all")
-        for frame, count in per_role[role].most_common(top):
-            lines.append(f"  {100 * count / samples:5.1f}%  {frame}")
+            if not frame.startswith(PLUMBING):
+                seen[frame] += count
+    lines = [f"py-spy: {sum(samples.values())} wall-clock samples of every thread"]
+    for role, total in samples.most_common():
+        work = working[role]
+        lines.append(
+            f"\n[{role}] {total} samples, {100 * work / total:.0f}% of them working "
+            "(not waiting for work); share of the working samples:"
+        )
+        for frame, count in busy.get(role, Counter()).most_common(top):
+            lines.append(f"  {100 * count / work:5.1f}%  {frame}")
     return "\n".join(lines)
 
 
