@@ -111,9 +111,20 @@ def summarise(raw: Path, top: int = 25) -> str:
             f"\n[{role}] {total} samples, {100 * work / total:.0f}% of them working "
             "(not waiting for work); share of the working samples:"
         )
-        for frame, count in busy.get(role, Counter()).most_common(top):
+        frames = busy.get(role, Counter()).most_common()
+        for frame, count in frames[:top]:
+            lines.append(f"  {100 * count / work:5.1f}%  {frame}")
+        own = [(frame, count) for frame, count in frames if _own(frame)]
+        if own:
+            lines.append("  of which in the application's own code:")
+        for frame, count in own[:top]:
             lines.append(f"  {100 * count / work:5.1f}%  {frame}")
     return "\n".join(lines)
+
+
+def _own(frame: str) -> bool:
+    where = frame.rpartition(" (")[2]
+    return where.startswith(("engine/", "server/", "actionflow/", "baseline_app"))
 
 
 if __name__ == "__main__":
