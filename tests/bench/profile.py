@@ -111,10 +111,10 @@ def summarise(raw: Path, top: int = 25) -> str:
             f"\n[{role}] {total} samples, {100 * work / total:.0f}% of them working "
             "(not waiting for work); share of the working samples:"
         )
-        frames = busy.get(role, Counter()).most_common()
-        for frame, count in frames[:top]:
+        ranked = busy.get(role, Counter()).most_common()
+        for frame, count in ranked[:top]:
             lines.append(f"  {100 * count / work:5.1f}%  {frame}")
-        own = [(frame, count) for frame, count in frames if _own(frame)]
+        own = [(frame, count) for frame, count in ranked if _own(frame)]
         if own:
             lines.append("  of which in the application's own code:")
         for frame, count in own[:top]:
