@@ -439,6 +439,8 @@ def parse(arguments: list[str]) -> argparse.Namespace:
         options.workers = [1, 2, 4] if options.postgres else [0]
     elif not options.postgres:
         parser.error("--workers needs --postgres; on SQLite the worker is in-process")
+    if options.profile and options.profile.exists() and not options.profile.is_dir():
+        parser.error(f"--profile {options.profile} is a file; give a folder")
     if options.postgres and 0 in options.workers:
         parser.error("--workers on PostgreSQL counts worker processes, at least 1")
     return options

@@ -124,7 +124,7 @@ def summarise(raw: Path, top: int = 25) -> str:
 
 def _own(frame: str) -> bool:
     where = frame.rpartition(" (")[2]
-    return where.startswith(("engine/", "server/", "actionflow/", "baseline_app"))
+    return where.startswith(("engine/", "server/", "actionflow/", "tests/bench/"))
 
 
 if __name__ == "__main__":
