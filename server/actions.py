@@ -2,8 +2,11 @@
 
 stripe-payment charges an order once: at most one open PaymentIntent exists per
 order. A second call while one is open answers with that same PaymentIntent,
-and a payment row whose PaymentIntent could not be created is retried with its
-own idempotency key, so a retried create never makes a second PaymentIntent.
+also after a declined card (the customer tries again on the same intent), and a
+payment row whose PaymentIntent could not be created is retried with its own
+idempotency key, so a retried create never makes a second PaymentIntent. While
+an intent is being paid (processing, succeeded, awaiting capture) no new one is
+made: its webhook settles the payment.
 """
 
 from __future__ import annotations
@@ -35,12 +38,11 @@ from .runtime import Runtime
 log = logging.getLogger("actionflow.actions")
 
 # PaymentIntent statuses in which the customer can still pay.
-OPEN_INTENT = {
-    "requires_payment_method",
-    "requires_confirmation",
-    "requires_action",
-    "processing",
-}
+OPEN_INTENT = {"requires_payment_method", "requires_confirmation", "requires_action"}
+# Statuses in which money is moving or moved: never replaced by a new intent.
+PAID_INTENT = {"processing", "requires_capture", "succeeded"}
+# Payment statuses whose PaymentIntent may still be paid.
+UNSETTLED = ("pending", "failed")
 
 
 async def run_action(request: Request) -> Response:
@@ -142,7 +144,7 @@ def _plain(price: Any, currency: str) -> Any:
 def _open_payment(connection: Connection, order_id: int) -> dict[str, Any] | None:
     query = (
         select(PAYMENTS)
-        .where(PAYMENTS.c.order_id == order_id, PAYMENTS.c.status == "pending")
+        .where(PAYMENTS.c.order_id == order_id, PAYMENTS.c.status.in_(UNSETTLED))
         .order_by(PAYMENTS.c.id.desc())
         .limit(1)
     )
@@ -174,15 +176,7 @@ def _intent_for(
     runtime: Runtime, gateway: StripeGateway, payment: dict[str, Any]
 ) -> dict[str, Any]:
     if payment["stripe_payment_intent_id"]:
-        intent = _call(
-            gateway.retrieve_payment_intent, payment["stripe_payment_intent_id"]
-        )
-        if intent["status"] in OPEN_INTENT:
-            return intent
-        _close_payment(runtime, payment["id"], f"PaymentIntent is {intent['status']}")
-        raise ApiError(
-            409, f"payment {payment['id']} can no longer be paid; call the action again"
-        )
+        return _existing_intent(runtime, gateway, payment)
     try:
         intent = gateway.create_payment_intent(
             amount=payment["amount"],
@@ -191,18 +185,67 @@ def _intent_for(
                 "order_id": str(payment["order_id"]),
                 "payment_id": str(payment["id"]),
             },
-            idempotency_key=f"actionflow-payment-{payment['id']}",
+            idempotency_key=runtime.idempotency_key("payment", payment["id"]),
         )
     except StripeCallError as exc:
         if exc.status < 500:
             _close_payment(runtime, payment["id"], exc.message)
         raise ApiError(exc.status, exc.message) from None
+    _check_intent(payment, intent)
     with db.write(runtime.engine) as connection:
         _update_payment(
             connection, payment["id"], stripe_payment_intent_id=intent["id"]
         )
     log.info("payment intent created payment=%s intent=%s", payment["id"], intent["id"])
     return intent
+
+
+def _existing_intent(
+    runtime: Runtime, gateway: StripeGateway, payment: dict[str, Any]
+) -> dict[str, Any]:
+    intent = _call(gateway.retrieve_payment_intent, payment["stripe_payment_intent_id"])
+    _check_intent(payment, intent)
+    status = intent["status"]
+    if status in OPEN_INTENT:
+        if payment["status"] == "failed":
+            # A declined card leaves the intent open: the customer retries on it.
+            with db.write(runtime.engine) as connection:
+                _update_payment(
+                    connection, payment["id"], status="pending", failure_message=None
+                )
+        return intent
+    if status in PAID_INTENT:
+        raise ApiError(
+            409,
+            f"payment {payment['id']} is being paid (its PaymentIntent is {status}); "
+            "its webhook will settle it, so no new payment is started",
+        )
+    _close_payment(runtime, payment["id"], f"PaymentIntent is {status}")
+    raise ApiError(
+        409,
+        f"payment {payment['id']} can no longer be paid (its PaymentIntent is "
+        f"{status}); call the action again to start a new payment",
+    )
+
+
+def _check_intent(payment: dict[str, Any], intent: dict[str, Any]) -> None:
+    """Refuse a PaymentIntent that is not the one this payment asked for."""
+    metadata = intent.get("metadata") or {}
+    expected = (payment["amount"], payment["currency"], str(payment["id"]))
+    found = (intent.get("amount"), intent.get("currency"), metadata.get("payment_id"))
+    if found != expected:
+        log.error(
+            "payment intent does not match payment=%s intent=%s",
+            payment["id"],
+            intent.get("id"),
+        )
+        raise ApiError(
+            502,
+            f"Stripe answered with PaymentIntent {intent.get('id')} for "
+            f"{found[0]} {found[1]} (payment {found[2]}), but payment "
+            f"{payment['id']} is for {payment['amount']} {payment['currency']}; "
+            "nothing was charged, and the payment is left as it was",
+        )
 
 
 def _call(function: Any, *args: Any) -> dict[str, Any]:
@@ -221,10 +264,10 @@ def _close_payment(runtime: Runtime, payment_id: int, reason: str) -> None:
 
 
 def _update_payment(connection: Connection, payment_id: int, **values: Any) -> None:
-    """Change a pending payment, logging the change for subscribers."""
+    """Change an unsettled payment, logging the change for subscribers."""
     query = (
         update(PAYMENTS)
-        .where(PAYMENTS.c.id == payment_id, PAYMENTS.c.status == "pending")
+        .where(PAYMENTS.c.id == payment_id, PAYMENTS.c.status.in_(UNSETTLED))
         .values(**values, updated_at=utcnow())
         .returning(PAYMENTS)
     )

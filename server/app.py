@@ -67,6 +67,7 @@ def _build(settings: Settings, engine: Engine) -> Runtime:
         engine, "token_secret", "afk_"
     )
     sender = create_sender(engine, notify)
+    installation = generated_secret(engine, "installation_id", "")[:16]
     return Runtime(
         settings,
         engine,
@@ -78,6 +79,7 @@ def _build(settings: Settings, engine: Engine) -> Runtime:
         token_secret=token_secret,
         services=services,
         sender=sender,
+        installation=installation,
     )
 
 

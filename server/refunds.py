@@ -59,7 +59,7 @@ def stripe_refund(
                 "payment_id": str(payment_id),
                 "order_id": str(payment["order_id"]),
             },
-            idempotency_key=f"actionflow-refund-{refund['id']}",
+            idempotency_key=runtime.idempotency_key("refund", refund["id"]),
         )
     except StripeCallError as exc:
         _stripe_refused(runtime, refund["id"], exc)

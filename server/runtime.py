@@ -30,6 +30,15 @@ class Runtime:
     services: Services = field(default_factory=Services)
     wake: threading.Event = field(default_factory=threading.Event)
     sender: Sender | None = None
+    installation: str = "local"
+
+    def idempotency_key(self, kind: str, key: object) -> str:
+        """A Stripe idempotency key that no other actionflow database repeats.
+
+        Row ids restart in every new database; the installation id, generated
+        once per database, keeps two databases on one Stripe account apart.
+        """
+        return f"af-{self.installation}-{kind}-{key}"
 
     @property
     def order_table(self) -> Table:

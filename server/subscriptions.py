@@ -59,7 +59,7 @@ def stripe_subscription(
                 "recurring_payment_id": str(recurring["id"]),
                 "user_id": user_id,
             },
-            idempotency_key=f"actionflow-subscription-{recurring['id']}",
+            idempotency_key=runtime.idempotency_key("subscription", recurring["id"]),
         )
     except StripeCallError as exc:
         _failed(runtime, recurring["id"], exc)
@@ -124,7 +124,7 @@ def _customer_for(runtime: Runtime, gateway: StripeGateway, user_id: str) -> str
     try:
         customer = gateway.create_customer(
             metadata={"user_id": user_id},
-            idempotency_key=f"actionflow-customer-{user_id}",
+            idempotency_key=runtime.idempotency_key("customer", user_id),
         )
     except StripeCallError as exc:
         raise ApiError(exc.status, exc.message) from None
@@ -206,7 +206,7 @@ def stripe_subscription_cancel(
         subscription = gateway.cancel_subscription(
             row["stripe_subscription_id"],
             at_period_end=at_period_end,
-            idempotency_key=f"actionflow-cancel-{recurring_id}-{when}",
+            idempotency_key=runtime.idempotency_key("cancel", f"{recurring_id}-{when}"),
         )
     except StripeCallError as exc:
         raise ApiError(exc.status, exc.message) from None
