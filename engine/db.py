@@ -7,6 +7,9 @@ queue on the lock instead of failing half-way through with "database is locked".
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +33,7 @@ def create_db_engine(url: str) -> Engine:
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     try:
         if url.startswith("sqlite"):
+            _create_private_file(url)
             engine = create_engine(url, connect_args={"timeout": 30})
             _configure_sqlite(engine)
             return engine
@@ -45,6 +49,17 @@ def create_db_engine(url: str) -> Engine:
         f"unsupported database URL scheme in {redact_url(url)!r}; "
         "use sqlite:///FILE or postgresql://USER@HOST/DB"
     )
+
+
+def _create_private_file(url: str) -> None:
+    """Create a new SQLite file readable by its owner only: it holds secrets."""
+    from sqlalchemy.engine import make_url
+
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def _configure_sqlite(engine: Engine) -> None:

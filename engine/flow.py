@@ -18,7 +18,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from .checker import FlowFacts, check_document, check_flows
-from .errors import FlowError, Position
+from .errors import ConfigError, FlowError, Position
 from .expressions import Compiled, compile_value, is_constant
 from .schemaerrors import SCHEMA_FILE, flow_schema
 from .steps import Builtin, load_builtins
@@ -257,5 +257,10 @@ def load_project(extra_directories: Iterable[Path]) -> FlowSet:
     """The system flows plus the flows in each of `extra_directories`."""
     flows = load_directory(SYSTEM_FLOWS, system=True)
     for directory in extra_directories:
+        if not directory.is_dir():
+            raise ConfigError(
+                f"the flows folder {directory} does not exist; fix `flows` in the "
+                "config file (paths are relative to it)"
+            )
         flows.extend(load_directory(directory))
     return FlowSet(flows)

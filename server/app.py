@@ -20,8 +20,11 @@ from actionflow.engine.services import Services
 from actionflow.engine.stripe_gateway import StripeGateway
 from actionflow.engine.tables import Setting, utcnow
 from sqlalchemy import Engine, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -115,6 +118,20 @@ def generated_secret(engine: Engine, name: str, prefix: str) -> str:
         return value
 
 
+def first_announcement(engine: Engine) -> bool:
+    """True the first time it is asked for this database, False ever after."""
+    with db.write(engine) as connection:
+        postgres = connection.dialect.name == "postgresql"
+        builder = pg_insert if postgres else sqlite_insert
+        statement = (
+            builder(SETTINGS)
+            .values(name="secrets_announced", value="yes", created_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["name"])
+            .returning(SETTINGS.c.name)
+        )
+        return connection.execute(statement).first() is not None
+
+
 def create_app(runtime: Runtime, *, run_worker: bool = True) -> Starlette:
     """The HTTP application; with `run_worker`, the worker runs in the same process."""
     worker = Worker(runtime.processor, runtime.wake, sender=runtime.sender)
@@ -158,7 +175,11 @@ def create_app(runtime: Runtime, *, run_worker: bool = True) -> Starlette:
             Route("/actions/{name}", actions.run_action, methods=["POST"]),
             Route("/subscriptions/{table}", realtime.subscribe, methods=["GET"]),
         ],
-        exception_handlers={ApiError: _api_error, Exception: _unexpected},  # type: ignore[dict-item]
+        exception_handlers={  # type: ignore[dict-item]
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
         lifespan=lifespan,
     )
     app.state.runtime = runtime
@@ -176,6 +197,10 @@ def healthz(request: Request) -> Response:
 
 async def _api_error(request: Request, exc: ApiError) -> Response:
     return error_response(exc.status, exc.message)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    return error_response(exc.status_code, exc.detail)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -106,7 +106,7 @@ def serve(host: str, port: int, no_worker: bool, config: Path | None) -> None:
     except ActionflowError as exc:
         raise click.ClickException(str(exc)) from None
     _protect(settings, runtime)
-    _announce_generated(settings, runtime.admin_token, runtime.webhook_secrets)
+    _announce_generated(settings, runtime)
     app = create_app(runtime, run_worker=not no_worker)
     # log_config=None: uvicorn's records go through our redacting handler too.
     # On SIGTERM uvicorn stops accepting, finishes the requests in progress,
@@ -125,46 +125,57 @@ def _stopped(signum: int, _frame: Any) -> None:
     log.info("serve stopped signal=%s", signum)
 
 
-def _announce_generated(
-    settings: Settings, admin_token: str, secrets: list[str]
-) -> None:
+def _announce_generated(settings: Settings, runtime: Any) -> None:
+    """Show generated secrets once, on the terminal of the first start only."""
+    from .app import first_announcement
+
     generated = []
     if not settings.admin_token:
-        generated.append(("admin token (ACTIONFLOW_ADMIN_TOKEN)", admin_token))
+        generated.append(("admin token (ACTIONFLOW_ADMIN_TOKEN)", runtime.admin_token))
     if not settings.webhook_secrets:
-        generated.append(("webhook signing secret (STRIPE_WEBHOOK_SECRET)", secrets[0]))
+        secret = runtime.webhook_secrets[0]
+        generated.append(("webhook signing secret (STRIPE_WEBHOOK_SECRET)", secret))
     if not generated:
         return
-    if not sys.stderr.isatty():
-        # Logs outlive terminals: never write a secret where it may be collected.
-        names = ", ".join(name for name, _ in generated)
-        click.echo(
-            f"Using generated {names}; `actionflow secrets` shows them.", err=True
-        )
+    # Logs outlive terminals: a secret is written only to a terminal, and only
+    # the first time; later starts say where to find it.
+    if sys.stderr.isatty() and first_announcement(runtime.engine):
+        for name, value in generated:
+            click.echo(f"Generated {name}, kept in the database: {value}", err=True)
         return
-    for name, value in generated:
-        click.echo(f"Generated {name}, kept in the database: {value}", err=True)
+    names = ", ".join(name for name, _ in generated)
+    click.echo(f"Using generated {names}; `actionflow secrets` shows them.", err=True)
 
 
 @main.command()
 @_config_option
 def secrets(config: Path | None) -> None:
-    """Print the admin token and webhook secret that serve generated."""
+    """Print the secrets serve generated (those not set in the environment)."""
     from actionflow.engine import db
 
     from .app import generated_secret
 
     settings = _settings(config)
+    configured = {
+        "ACTIONFLOW_ADMIN_TOKEN": settings.admin_token,
+        "STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret,
+        "ACTIONFLOW_WEBHOOK_SIGNING_SECRET": settings.outbound_webhooks.secret,
+    }
+    stored = {
+        "ACTIONFLOW_ADMIN_TOKEN": ("admin_token", "aft_"),
+        "STRIPE_WEBHOOK_SECRET": ("webhook_secret", "whsec_"),
+        "ACTIONFLOW_WEBHOOK_SIGNING_SECRET": ("notify_webhook_secret", "afwh_"),
+    }
     engine = db.create_db_engine(settings.database_url)
-    db.prepare(engine)
-    click.echo(
-        f"ACTIONFLOW_ADMIN_TOKEN={generated_secret(engine, 'admin_token', 'aft_')}"
-    )
-    click.echo(
-        f"STRIPE_WEBHOOK_SECRET={generated_secret(engine, 'webhook_secret', 'whsec_')}"
-    )
-    signing = generated_secret(engine, "notify_webhook_secret", "afwh_")
-    click.echo(f"ACTIONFLOW_WEBHOOK_SIGNING_SECRET={signing}")
+    try:
+        db.prepare(engine)
+        for variable, (name, prefix) in stored.items():
+            if configured[variable]:
+                click.echo(f"{variable} is set in the configuration; not shown")
+                continue
+            click.echo(f"{variable}={generated_secret(engine, name, prefix)}")
+    finally:
+        engine.dispose()
 
 
 @main.command()

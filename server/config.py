@@ -134,6 +134,7 @@ def _apply_file(settings: Settings, file: Path) -> None:
     for name in ENVIRONMENT.values():
         if name in data:
             setattr(settings, name, _string(data[name], name, file))
+    settings.database_url = _beside(settings.database_url, base)
     if "flows" in data:
         settings.flows = [
             base / _string(item, "flows", file) for item in _list(data["flows"])
@@ -154,6 +155,15 @@ def _apply_file(settings: Settings, file: Path) -> None:
         settings.outbound_webhooks = config_notify.webhooks_from_file(
             data["outbound_webhooks"], file
         )
+
+
+def _beside(url: str, base: Path) -> str:
+    """A relative SQLite path in a config file is relative to that file."""
+    prefix = "sqlite:///"
+    path = url.removeprefix(prefix)
+    if not url.startswith(prefix) or path.startswith("/") or path in ("", ":memory:"):
+        return url
+    return f"{prefix}{(base / path).resolve()}"
 
 
 def _string(value: Any, name: str, file: Path) -> str:

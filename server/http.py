@@ -11,6 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 MAX_JSON_BYTES = 65_536
+# Row ids are 32-bit integers on PostgreSQL; anything larger names no row.
+MAX_ID = 2**31 - 1
 
 
 class ApiError(Exception):
@@ -105,7 +107,20 @@ def field(
     if not isinstance(value, kind):
         shown = json.dumps(value, default=str)[:80]
         raise ApiError(400, f"{name} must be {what}, got {shown}")
+    if isinstance(value, int) and name.endswith("Id") and not 0 < value <= MAX_ID:
+        raise ApiError(400, f"{name} must be {what}, got {value}")
+    if isinstance(value, str) and "\x00" in value:
+        raise ApiError(400, f"{name} must not contain NUL characters")
     return value
+
+
+def parse_id(raw: str | None, name: str, status: int = 400) -> int:
+    """A row id from a path or query, or an error answer naming it."""
+    if raw is None:
+        raise ApiError(400, f"the query parameter {name} is required")
+    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) <= MAX_ID:
+        raise ApiError(status, f"{name} must be an integer id, got {raw[:40]!r}")
+    return int(raw)
 
 
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:

@@ -12,7 +12,7 @@ from typing import Any
 from actionflow.engine import changes as change_log
 from actionflow.engine import db
 from actionflow.engine.errors import PaymentError
-from actionflow.engine.money import minor_unit_exponent
+from actionflow.engine.money import minor_unit_exponent, to_minor_units
 from actionflow.engine.orderlink import labelled
 from actionflow.engine.tables import Order, Payment, RecurringPayment, Refund, utcnow
 from sqlalchemy import Connection, Table, insert, select
@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .auth import Principal, caller, require_admin
-from .http import ApiError, field, json_response, present, read_json
+from .http import ApiError, parse_id, field, json_response, present, read_json
 from .runtime import Runtime
 
 ORDERS: Table = Order.__table__  # type: ignore[attr-defined]
@@ -47,14 +47,21 @@ def _order_values(data: dict[str, Any]) -> dict[str, Any]:
         minor_unit_exponent(currency)
     except PaymentError as exc:
         raise ApiError(400, exc.message) from None
-    user_id = field(data, "userId", (str, int), "the id of the user who pays")
+    user_id = str(field(data, "userId", (str, int), "the id of the user who pays"))
+    if not 0 < len(user_id) <= 64 or "\x00" in user_id:
+        raise ApiError(400, "userId must be 1 to 64 characters, without NUL")
     description = data.get("description", "")
-    if not isinstance(description, str):
-        raise ApiError(400, "description must be a string")
+    if not isinstance(description, str) or "\x00" in description:
+        raise ApiError(400, "description must be a string without NUL characters")
+    price = _price(data)
+    try:
+        to_minor_units(price, currency)
+    except PaymentError as exc:
+        raise ApiError(400, exc.message) from None
     return {
-        "price": _price(data),
+        "price": price,
         "currency": currency,
-        "user_id": str(user_id),
+        "user_id": user_id,
         "description": description,
         "status": "pending",
     }
@@ -175,16 +182,8 @@ def _check_owner(principal: Principal, user_id: Any) -> None:
 
 
 def _path_id(request: Request, name: str) -> int:
-    raw = request.path_params[name]
-    if not raw.isdigit():
-        raise ApiError(404, f"{raw!r} is not an id")
-    return int(raw)
+    return parse_id(request.path_params[name], name, status=404)
 
 
 def _query_id(request: Request, name: str) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        raise ApiError(400, f"the query parameter {name} is required")
-    if not raw.isdigit():
-        raise ApiError(400, f"{name} must be an integer id, got {raw!r}")
-    return int(raw)
+    return parse_id(request.query_params.get(name), name)

@@ -26,7 +26,7 @@ from actionflow.engine import changes as change_log
 from actionflow.engine import db
 
 from .auth import Principal, caller
-from .http import ApiError, _default, present
+from .http import ApiError, parse_id, _default, present
 from .orders import find_order
 from .runtime import Runtime
 
@@ -175,11 +175,7 @@ def _check_order(runtime: Runtime, principal: Principal, order_id: int) -> None:
 
 def _optional_id(request: Request, name: str) -> int | None:
     raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    if not raw.isdigit():
-        raise ApiError(400, f"{name} must be an integer id, got {raw!r}")
-    return int(raw)
+    return None if raw is None else parse_id(raw, name)
 
 
 def _resume_point(request: Request) -> int | None:
@@ -188,8 +184,8 @@ def _resume_point(request: Request) -> int | None:
     )
     if raw is None:
         return None
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise ApiError(
-            400, f"Last-Event-ID must be an id this server sent, got {raw!r}"
+            400, f"Last-Event-ID must be an id this server sent, got {raw[:40]!r}"
         )
     return int(raw)

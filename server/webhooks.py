@@ -75,4 +75,34 @@ def _parse(payload: str) -> dict[str, Any]:
     for key in ("id", "type"):
         if not isinstance(event.get(key), str) or not event[key]:
             raise ApiError(400, f"the event has no {key}")
+    _check_fields(event)
     return event
+
+
+# What the inbox stores of an event, and the most each column holds.
+_LIMITS = {"id": 255, "type": 255, "api_version": 64}
+_INT64 = 2**63
+
+
+def _check_fields(event: dict[str, Any]) -> None:
+    """Refuse what the inbox could not store, with 400 rather than a 500."""
+    for key, limit in _LIMITS.items():
+        value = event.get(key)
+        if value is None and key == "api_version":
+            continue
+        if not isinstance(value, str) or len(value) > limit or "\x00" in value:
+            raise ApiError(400, f"the event's {key} is not a string of at most {limit}")
+    created = event.get("created")
+    if created is not None and (
+        not isinstance(created, int)
+        or isinstance(created, bool)
+        or abs(created) >= _INT64
+    ):
+        raise ApiError(400, "the event's created is not a Unix timestamp")
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    object_id = obj.get("id") if isinstance(obj, dict) else None
+    if object_id is not None and (
+        not isinstance(object_id, str) or len(object_id) > 255
+    ):
+        raise ApiError(400, "the event's data.object.id is not a string of at most 255")

@@ -8,12 +8,16 @@ written here, nothing created there.
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
+from actionflow.engine import db
+from actionflow.engine.tables import utcnow
+from sqlalchemy import insert
 from actionflow.server.app import build_runtime
 from actionflow.server.auth import issue_token
 from actionflow.server.cli import main
@@ -55,8 +59,44 @@ def _order(server: LiveServer, price: str = "10.00", currency: str = "usd") -> i
     answer = _client(server).post(
         "/orders", json={"price": price, "currency": currency, "userId": "alice"}
     )
+    if answer.status_code == 400 and "cannot be charged" in answer.text:
+        # POST /orders refuses such a price; a row written by the app itself
+        # (or found in a linked table) may still hold one.
+        return _order_row(server, price, currency)
     assert answer.status_code == 201, answer.text
     return int(answer.json()["id"])
+
+
+def _order_row(server: LiveServer, price: str, currency: str) -> int:
+    table = server.runtime.order_table
+    now = utcnow()
+    values = {
+        "price": Decimal(price),
+        "currency": currency,
+        "user_id": "alice",
+        "status": "pending",
+        "description": "",
+        "created_at": now,
+        "updated_at": now,
+    }
+    with db.write(server.runtime.engine) as connection:
+        inserted = connection.execute(
+            insert(table).values(values).returning(table.c.id)
+        )
+        return int(inserted.scalar_one())
+
+
+def test_an_order_whose_price_the_currency_cannot_hold_is_refused(
+    live_server: LiveServer,
+) -> None:
+    answer = _client(live_server).post(
+        "/orders", json={"price": "10.005", "currency": "usd", "userId": "alice"}
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"] == (
+        "price 10.005 cannot be charged in usd: usd has 2 decimal places; "
+        "round the price to 10.00 or 10.01"
+    )
 
 
 # Tokens and reads --------------------------------------------------------------

@@ -66,7 +66,8 @@ def test_a_transient_stripe_failure_makes_exactly_one_payment_intent(
     paid = _pay(server)
 
     assert fake_stripe.problems == []
-    assert dict(fake_stripe.requests) == {"actionflow-payment-1": 2}
+    key = server.runtime.idempotency_key("payment", 1)
+    assert dict(fake_stripe.requests) == {key: 2}
     assert list(fake_stripe.created) == [paid["stripePaymentIntentId"]]
     intent = fake_stripe.created["pi_fake0001"]
     assert (intent["amount"], intent["currency"]) == (1099, "usd")
