@@ -42,7 +42,9 @@ def record(
             text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY}
         )
         connection.execute(text(f"NOTIFY {CHANNEL}"))
-    order_id, user_id = _owner(connection, table, row, orders if orders is not None else ORDERS)
+    order_id, user_id = _owner(
+        connection, table, row, orders if orders is not None else ORDERS
+    )
     connection.execute(
         insert(CHANGES).values(
             table_name=table,

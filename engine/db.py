@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path

@@ -15,6 +15,11 @@ import logging
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import Connection, insert, select, update
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
 from actionflow.engine import changes as change_log
 from actionflow.engine import db
 from actionflow.engine.errors import PaymentError, StripeCallError
@@ -25,10 +30,6 @@ from actionflow.engine.money import (
 )
 from actionflow.engine.stripe_gateway import StripeGateway
 from actionflow.engine.tables import utcnow
-from sqlalchemy import Connection, insert, select, update
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import Response
 
 from .auth import Principal, caller
 from .http import ApiError, field, json_response, read_json

@@ -10,15 +10,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
-from actionflow.engine import db
-from actionflow.engine.flow import load_project
-from actionflow.engine.inbox import Processor
-from actionflow.engine.orderlink import check_link, order_table
-from actionflow.engine.notifyconfig import NotifySettings
-from actionflow.engine.sending import create_sender
-from actionflow.engine.services import Services
-from actionflow.engine.stripe_gateway import StripeGateway
-from actionflow.engine.tables import Setting, utcnow
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -28,6 +19,16 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from actionflow.engine import db
+from actionflow.engine.flow import load_project
+from actionflow.engine.inbox import Processor
+from actionflow.engine.notifyconfig import NotifySettings
+from actionflow.engine.orderlink import check_link, order_table
+from actionflow.engine.sending import create_sender
+from actionflow.engine.services import Services
+from actionflow.engine.stripe_gateway import StripeGateway
+from actionflow.engine.tables import Setting, utcnow
 
 from . import actions, orders, realtime, webhooks
 from .config import Settings

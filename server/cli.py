@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+
 from actionflow.engine.errors import ActionflowError, FlowError
 from actionflow.engine.flow import load_flow
 

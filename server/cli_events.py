@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy import Connection, Engine, func, select, update
+
 from actionflow.engine import db
 from actionflow.engine.errors import ActionflowError
 from actionflow.engine.inbox import EVENTS, RUNS
 from actionflow.engine.redact import redact
 from actionflow.engine.tables import utcnow
-from sqlalchemy import Connection, Engine, func, select, update
 
 from .config import Settings, load_settings
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import click
+
 from actionflow.engine.checker import check_paths, check_text
 from actionflow.engine.errors import FlowError
 from actionflow.engine.flow import SYSTEM_FLOWS

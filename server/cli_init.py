@@ -81,7 +81,8 @@ def init(directory: Path, force: bool) -> None:
     existing = [name for name in files if (directory / name).exists()]
     if existing and not force:
         raise click.ClickException(
-            f"{', '.join(existing)} already exist in {directory}; use --force to overwrite"
+            f"{', '.join(existing)} already exist in {directory}; "
+            "use --force to overwrite"
         )
     for name, text in files.items():
         target = directory / name

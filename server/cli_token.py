@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import click
+
 from actionflow.engine import db
 from actionflow.engine.errors import ActionflowError
 

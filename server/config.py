@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from actionflow.engine.errors import ConfigError
 from actionflow.engine.flow import EXAMPLE_FLOWS
 from actionflow.engine.inbox import RetryPolicy
-from actionflow.engine.orderlink import OrderLink, link_from_config
 from actionflow.engine.notifyconfig import SmtpSettings, WebhookSettings
+from actionflow.engine.orderlink import OrderLink, link_from_config
 
 from . import config_notify
 

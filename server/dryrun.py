@@ -9,11 +9,12 @@ import json
 from typing import Any
 
 import click
+from sqlalchemy import Engine
+
 from actionflow.engine import db
 from actionflow.engine.flow import Flow
 from actionflow.engine.jsonvalues import dumps
 from actionflow.engine.runner import RunResult, run_flow
-from sqlalchemy import Engine
 
 
 class _RollBack(Exception):
@@ -23,7 +24,7 @@ class _RollBack(Exception):
 def dry_run_flow(
     engine: Engine, flow: Flow, event: dict[str, Any], services: Any = None
 ) -> bool:
-    """Run `flow` on `event`, print what happened, write nothing; True unless it failed."""
+    """Run `flow` on `event`, print what happened, write nothing; False if it failed."""
     result: RunResult | None = None
     try:
         with db.write(engine) as connection:

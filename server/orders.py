@@ -9,20 +9,21 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from actionflow.engine import changes as change_log
-from actionflow.engine import db
-from actionflow.engine.errors import PaymentError
-from actionflow.engine.money import minor_unit_exponent, to_minor_units
-from actionflow.engine.orderlink import labelled
-from actionflow.engine.tables import Order, Payment, RecurringPayment, Refund, utcnow
 from sqlalchemy import Connection, Table, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from actionflow.engine import changes as change_log
+from actionflow.engine import db
+from actionflow.engine.errors import PaymentError
+from actionflow.engine.money import minor_unit_exponent, to_minor_units
+from actionflow.engine.orderlink import labelled
+from actionflow.engine.tables import Order, Payment, RecurringPayment, Refund, utcnow
+
 from .auth import Principal, caller, require_admin
-from .http import ApiError, parse_id, field, json_response, present, read_json
+from .http import ApiError, field, json_response, parse_id, present, read_json
 from .runtime import Runtime
 
 ORDERS: Table = Order.__table__  # type: ignore[attr-defined]

@@ -26,7 +26,7 @@ from actionflow.engine import changes as change_log
 from actionflow.engine import db
 
 from .auth import Principal, caller
-from .http import ApiError, parse_id, _default, present
+from .http import ApiError, _default, parse_id, present
 from .orders import find_order
 from .runtime import Runtime
 
@@ -105,7 +105,8 @@ async def subscribe(request: Request) -> Response:
         known = ", ".join(sorted(TABLES))
         raise ApiError(
             404,
-            f"no subscriptions for {request.path_params['table']!r}; tables are: {known}",
+            f"no subscriptions for {request.path_params['table']!r}; "
+            f"tables are: {known}",
         )
     order_id = _optional_id(request, "orderId")
     if order_id is not None:

@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 from typing import Any, NoReturn
 
+from sqlalchemy import Connection, func, insert, select, update
+
 from actionflow.engine import changes as change_log
 from actionflow.engine import db
 from actionflow.engine.errors import PaymentError, StripeCallError
 from actionflow.engine.money import amount_step
 from actionflow.engine.tables import utcnow
-from sqlalchemy import Connection, func, insert, select, update
 
 from .actions import _gateway
 from .auth import Principal

@@ -5,12 +5,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from sqlalchemy import Engine, Table
+
 from actionflow.engine.flow import FlowSet
 from actionflow.engine.inbox import Processor
-from actionflow.engine.services import Services
 from actionflow.engine.outbox import Sender
+from actionflow.engine.services import Services
 from actionflow.engine.stripe_gateway import StripeGateway
-from sqlalchemy import Engine, Table
 
 from .config import Settings
 

@@ -12,14 +12,15 @@ import logging
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
+from sqlalchemy import Connection, Table, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
 from actionflow.engine import changes as change_log
 from actionflow.engine import db
 from actionflow.engine.errors import StripeCallError
 from actionflow.engine.stripe_gateway import StripeGateway
 from actionflow.engine.tables import StripeCustomer, utcnow
-from sqlalchemy import Connection, Table, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .actions import _gateway
 from .auth import Principal

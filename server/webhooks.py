@@ -11,10 +11,11 @@ import logging
 from typing import Any
 
 import stripe
-from actionflow.engine.inbox import store_event
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
+
+from actionflow.engine.inbox import store_event
 
 from .http import ApiError, json_response, read_body
 from .runtime import Runtime

@@ -15,11 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import Engine, func, insert, select
+
 from actionflow.engine import db
 from actionflow.engine.inbox import EVENTS, RUNS
 from actionflow.engine.tables import Order, Payment, utcnow
-from sqlalchemy import Engine, func, insert, select
-
 from tests.conftest import ADMIN_TOKEN, WEBHOOK_SECRET, free_port
 from tests.stripe_events import event, stripe_object
 
@@ -81,7 +81,7 @@ WATCHED_FLOWS = ("StripePaymentCallback", "MarkOrderPaid")
 
 
 def runs_per_event(engine: Engine) -> dict[str, Counter[tuple[str, str]]]:
-    """For each stored Stripe event id: how many runs of each watched flow and status."""
+    """Per stored Stripe event id: how many runs of each watched flow and status."""
     query = (
         select(EVENTS.c.stripe_event_id, RUNS.c.flow, RUNS.c.status)
         .join(RUNS, RUNS.c.event_id == EVENTS.c.id)

@@ -1,8 +1,9 @@
 """Alembic's entry point: runs migrations on the connection actionflow hands it."""
 
-from actionflow.engine import tables  # noqa: F401  (registers the tables)
 from alembic import context
 from sqlmodel import SQLModel
+
+from actionflow.engine import tables  # noqa: F401  (registers the tables)
 
 connection = context.config.attributes["connection"]
 context.configure(

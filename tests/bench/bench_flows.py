@@ -19,10 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from sqlalchemy import create_engine
+
 from actionflow.engine import db
 from actionflow.engine.flow import SCHEMA_FILE, parse_flow
 from actionflow.engine.runner import run_flow
-from sqlalchemy import create_engine
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

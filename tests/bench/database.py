@@ -22,12 +22,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine, create_engine, insert, text
+
 from actionflow.engine import db
 from actionflow.engine.flow import EXAMPLE_FLOWS, load_project
 from actionflow.engine.inbox import Processor, store_event
 from actionflow.engine.tables import Order, Payment, utcnow
-from sqlalchemy import Engine, create_engine, insert, text
-
 from tests.stripe_events import event, stripe_object
 
 ORDERS = Order.__table__

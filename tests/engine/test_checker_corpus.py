@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from actionflow.engine.checker import check_paths
 from actionflow.engine.errors import FlowError
 from actionflow.engine.flow import SYSTEM_FLOWS, FlowSet, load_directory, load_flow

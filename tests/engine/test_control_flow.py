@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, select
+
 from actionflow.engine import db
 from actionflow.engine.errors import RunError
 from actionflow.engine.flow import Flow, FlowSet, parse_flow
 from actionflow.engine.runner import RunResult, StepContext, run_flow
 from actionflow.engine.steps import REGISTRY, builtin
 from actionflow.engine.tables import Order
-from sqlalchemy import Engine, select
 
 ORDERS = Order.__table__  # type: ignore[attr-defined]
 _OPEN = {"type": "object"}

@@ -12,6 +12,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, insert, select
+
 from actionflow.engine import db
 from actionflow.engine.flow import EXAMPLE_FLOWS, load_project
 from actionflow.engine.inbox import EVENTS, RUNS, Processor, store_event
@@ -23,8 +25,6 @@ from actionflow.engine.tables import (
     UserFeature,
     utcnow,
 )
-from sqlalchemy import Engine, insert, select
-
 from tests.stripe_events import event, stripe_object
 
 ORDERS = Order.__table__  # type: ignore[attr-defined]

@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, select
+
 from actionflow.engine import db
 from actionflow.engine.flow import EXAMPLE_FLOWS, load_project
 from actionflow.engine.inbox import EVENTS, RUNS, VERSIONS, Processor
-from sqlalchemy import Engine, select
-
 from tests.engine.test_inbox import (
     ORDERS,
     PAYMENTS,
@@ -142,8 +142,12 @@ def test_an_ignored_event_records_no_version(
 def test_events_without_an_object_id_are_processed_in_any_order(
     engine: Engine, processor: Processor
 ) -> None:
-    newer = event("customer.subscription.updated", {"object": "subscription"}, created=2)
-    older = event("customer.subscription.updated", {"object": "subscription"}, created=1)
+    newer = event(
+        "customer.subscription.updated", {"object": "subscription"}, created=2
+    )
+    older = event(
+        "customer.subscription.updated", {"object": "subscription"}, created=1
+    )
     _deliver(engine, newer)
     _deliver(engine, older)
     _drain(processor)

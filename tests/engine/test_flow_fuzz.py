@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from actionflow.engine.checker import check_text
 from actionflow.engine.errors import FlowError
 from actionflow.engine.flow import EXAMPLE_FLOWS, SYSTEM_FLOWS, parse_flow
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 SEEDS = [
     path.read_text(encoding="utf-8")

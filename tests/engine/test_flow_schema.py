@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from actionflow.engine.checker import check_document
 from actionflow.engine.flowschema import SCHEMA_FILE, generated_schema, render
 from actionflow.engine.schemaerrors import flow_schema

@@ -8,6 +8,9 @@ from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from actionflow.engine import money
 from actionflow.engine.errors import PaymentError
 from actionflow.engine.money import (
@@ -23,8 +26,6 @@ from actionflow.engine.money import (
     minor_unit_exponent,
     to_minor_units,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 # Properties keep no example database and have no deadline, so slow runs do not flake.
 PROPERTY = settings(database=None, deadline=None, max_examples=300)

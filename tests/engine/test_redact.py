@@ -6,6 +6,7 @@ import logging
 import sys
 
 import pytest
+
 from actionflow.engine.redact import redact
 from actionflow.server.logs import RedactingFormatter
 

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from aiosmtpd.controller import Controller
+from sqlalchemy import Engine, insert, select, update
+
 from actionflow.engine import db
 from actionflow.engine.flow import EXAMPLE_FLOWS, load_project
 from actionflow.engine.inbox import EVENTS, Processor, RetryPolicy, store_event
@@ -22,9 +25,6 @@ from actionflow.engine.sending import create_sender
 from actionflow.engine.services import Services
 from actionflow.engine.tables import Order, Payment, utcnow
 from actionflow.server.config import EXAMPLE_TEMPLATES
-from aiosmtpd.controller import Controller
-from sqlalchemy import Engine, insert, select, update
-
 from tests.conftest import free_port
 from tests.stripe_events import event, stripe_object
 

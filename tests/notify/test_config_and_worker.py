@@ -7,6 +7,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
+
 from actionflow.engine.errors import ConfigError, RunError
 from actionflow.engine.mailtemplates import MailTemplates
 from actionflow.engine.notifyconfig import SmtpSettings
@@ -15,8 +17,6 @@ from actionflow.engine.steps.notify import log_step
 from actionflow.server.app import build_runtime
 from actionflow.server.config import EXAMPLE_TEMPLATES, load_settings
 from actionflow.server.worker import Worker
-from sqlalchemy import Engine
-
 from tests.conftest import server_settings
 from tests.notify.helpers import (
     MailCatcher,

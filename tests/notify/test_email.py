@@ -10,11 +10,11 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import Engine
+
 from actionflow.engine import db
 from actionflow.engine.mailsend import message_id
 from actionflow.engine.runner import run_flow
-from sqlalchemy import Engine
-
 from tests.conftest import free_port
 from tests.notify.helpers import (
     MailCatcher,

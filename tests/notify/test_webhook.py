@@ -13,14 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, select
+
 from actionflow.engine import db
 from actionflow.engine.flow import EXAMPLE_FLOWS
 from actionflow.engine.inbox import RUNS
 from actionflow.engine.notifyconfig import WebhookSettings
 from actionflow.engine.outbox import DeliveryError
 from actionflow.engine.webhooksend import check_destination, resolve_checked
-from sqlalchemy import Engine, select
-
 from tests.notify.helpers import (
     Receiver,
     Shop,

@@ -73,6 +73,7 @@ class Subscription:
             self.arrived.wait_for(lambda: len(self.messages) >= count, timeout)
             if len(self.messages) < count:
                 raise AssertionError(
-                    f"expected {count} messages, got {len(self.messages)}: {self.messages}"
+                    f"expected {count} messages, "
+                    f"got {len(self.messages)}: {self.messages}"
                 )
             return list(self.messages[:count])

@@ -12,6 +12,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import Engine, insert, select
+
 from actionflow.engine import db
 from actionflow.engine.flow import (
     EXAMPLE_FLOWS,
@@ -24,9 +27,6 @@ from actionflow.engine.flow import (
 from actionflow.engine.inbox import EVENTS, RUNS, Processor, RetryPolicy, store_event
 from actionflow.engine.tables import utcnow
 from actionflow.server.cli import main
-from click.testing import CliRunner, Result
-from sqlalchemy import Engine, insert, select
-
 from tests.delivery import ORDERS, WATCHED_FLOWS, make_payments, succeeded_event
 from tests.stripe_events import event
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from actionflow.server.cli import main
 from click.testing import CliRunner
+
+from actionflow.server.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 BROKEN = REPO / "tests" / "flows" / "broken"

@@ -8,21 +8,21 @@ written here, nothing created there.
 from __future__ import annotations
 
 import time
-from decimal import Decimal
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
+from sqlalchemy import insert
+
 from actionflow.engine import db
 from actionflow.engine.tables import utcnow
-from sqlalchemy import insert
 from actionflow.server.app import build_runtime
 from actionflow.server.auth import issue_token
 from actionflow.server.cli import main
-from click.testing import CliRunner
-
 from tests.conftest import (
     ADMIN_TOKEN,
     WEBHOOK_SECRET,

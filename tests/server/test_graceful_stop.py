@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from actionflow.engine import db
-from actionflow.engine.inbox import store_event
 from sqlalchemy import Connection, Engine, create_engine, select, text
 
+from actionflow.engine import db
+from actionflow.engine.inbox import store_event
 from tests.conftest import POSTGRES_URL, WEBHOOK_SECRET, postgres_schema_url, wait_for
 from tests.delivery import (
     ORDERS,

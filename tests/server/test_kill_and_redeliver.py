@@ -22,9 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
-from actionflow.engine import db
 from sqlalchemy import Engine
 
+from actionflow.engine import db
 from tests.conftest import WEBHOOK_SECRET, wait_for
 from tests.delivery import (
     PROCESSED_ONCE,

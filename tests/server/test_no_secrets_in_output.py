@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from actionflow.server.cli import main
 from click.testing import CliRunner
 
+from actionflow.server.cli import main
 from tests.conftest import ADMIN_TOKEN, WEBHOOK_SECRET, postgres_schema_url, wait_for
 from tests.delivery import PROGRAM, Process, Serve, environment
 from tests.stripe_events import event, signed

@@ -8,6 +8,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from alembic import command
+from click.testing import CliRunner
+from sqlalchemy import Engine, inspect, text
+
 from actionflow.engine import db
 from actionflow.engine.errors import ConfigError
 from actionflow.engine.flow import EXAMPLE_FLOWS, load_project
@@ -15,10 +19,6 @@ from actionflow.engine.inbox import Processor, store_event
 from actionflow.engine.orderlink import OrderLink, link_from_config
 from actionflow.server.app import build_runtime
 from actionflow.server.cli import main
-from alembic import command
-from click.testing import CliRunner
-from sqlalchemy import Engine, inspect, text
-
 from tests.conftest import LiveServer, server_settings
 from tests.stripe_events import event, stripe_object
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from actionflow.server.app import build_runtime
 
+from actionflow.server.app import build_runtime
 from tests.conftest import WEBHOOK_SECRET, LiveServer, server_settings, wait_for
 from tests.stripe_events import event, signed
 from tests.stripe_fake import FakeStripe
@@ -60,7 +60,9 @@ def _payments(server: LiveServer, order_id: int) -> list[dict[str, Any]]:
 
 def _deliver(server: LiveServer, kind: str, intent: dict[str, Any]) -> None:
     payload, headers = signed(event(kind, intent), WEBHOOK_SECRET)
-    answer = httpx.post(f"{server.url}/webhooks/stripe", content=payload, headers=headers)
+    answer = httpx.post(
+        f"{server.url}/webhooks/stripe", content=payload, headers=headers
+    )
     assert answer.status_code == 200
 
 
@@ -97,9 +99,10 @@ def test_an_intent_paid_before_its_webhook_arrived_is_never_replaced(
     again = _pay(server, order_id)
 
     assert again.status_code == 409
-    assert "is being paid (its PaymentIntent is succeeded)" in again.json()["error"][
-        "message"
-    ]
+    assert (
+        "is being paid (its PaymentIntent is succeeded)"
+        in again.json()["error"]["message"]
+    )
     assert len(fake_stripe.created) == 1
     assert [payment["status"] for payment in _payments(server, order_id)] == ["pending"]
 

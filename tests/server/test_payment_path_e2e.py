@@ -171,7 +171,7 @@ def _attach_and_confirm(client: stripe.StripeClient, intent_id: str, card: str) 
     try:
         client.v1.payment_intents.confirm(intent_id)
     except stripe.CardError:
-        pass  # a declined card: the browser shows the error, Stripe sends payment_failed
+        pass  # declined: the browser shows it, Stripe sends payment_failed
 
 
 def _payment(server: Server, order_id: int) -> dict[str, Any]:

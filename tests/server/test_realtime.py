@@ -14,7 +14,9 @@ from tests.server.sse import Subscription
 
 def _create_order(server: LiveServer, price: str) -> int:
     with server.client() as client:
-        answer = client.post("/orders", json={"price": price, "currency": "usd", "userId": "9"})
+        answer = client.post(
+            "/orders", json={"price": price, "currency": "usd", "userId": "9"}
+        )
     assert answer.status_code == 201
     return int(answer.json()["id"])
 
@@ -68,7 +70,9 @@ def test_a_subscription_filtered_by_order_sees_only_that_order(
         pytest.param("/subscriptions/orders?orderId=x", 400, id="bad-id"),
     ],
 )
-def test_bad_subscriptions_are_refused(live_server: LiveServer, path: str, status: int) -> None:
+def test_bad_subscriptions_are_refused(
+    live_server: LiveServer, path: str, status: int
+) -> None:
     with live_server.client() as client:
         assert client.get(path).status_code == status
 

@@ -6,12 +6,12 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from actionflow.engine import db
 from actionflow.engine.errors import ConfigError
 from actionflow.engine.flow import load_project
 from actionflow.server.app import first_announcement
 from actionflow.server.config import load_settings
-
 from tests.conftest import LiveServer
 
 
@@ -50,7 +50,9 @@ def test_a_relative_sqlite_path_in_a_config_file_is_relative_to_the_file(
     [
         pytest.param("GET", "/orders/99999999999999999999999", None, 404, id="huge-id"),
         pytest.param("GET", "/orders/%C2%B2", None, 404, id="superscript-digit"),
-        pytest.param("GET", "/payments?orderId=99999999999", None, 400, id="huge-query"),
+        pytest.param(
+            "GET", "/payments?orderId=99999999999", None, 400, id="huge-query"
+        ),
         pytest.param(
             "POST",
             "/actions/stripe-payment",

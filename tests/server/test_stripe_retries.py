@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from actionflow.engine.stripe_gateway import StripeGateway
 from actionflow.server.app import build_runtime
-
 from tests.conftest import LiveServer, server_settings
 from tests.stripe_fake import FakeStripe
 

@@ -1,4 +1,4 @@
-"""`actionflow init` scaffolds a project; `actionflow trigger` drives a running server."""
+"""`actionflow init` scaffolds a project; `trigger` drives a running server."""
 
 from __future__ import annotations
 

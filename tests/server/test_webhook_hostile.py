@@ -11,10 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-from actionflow.engine import db
-from actionflow.engine.inbox import EVENTS, RUNS
 from sqlalchemy import func, select
 
+from actionflow.engine import db
+from actionflow.engine.inbox import EVENTS, RUNS
 from tests.conftest import WEBHOOK_SECRET, LiveServer, wait_for
 from tests.delivery import (
     ORDERS,

@@ -1,4 +1,4 @@
-"""The webhook endpoint refuses anything not signed by Stripe, and stores nothing then."""
+"""The webhook endpoint refuses what Stripe did not sign, and then stores nothing."""
 
 from __future__ import annotations
 

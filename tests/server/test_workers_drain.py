@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from actionflow.engine import db
-from actionflow.engine.inbox import EVENTS, _event_values
 from sqlalchemy import insert
 
+from actionflow.engine import db
+from actionflow.engine.inbox import EVENTS, _event_values
 from tests.conftest import postgres_schema_url, wait_for
 from tests.delivery import (
     PROCESSED_ONCE,

@@ -5,8 +5,9 @@ Revises:
 """
 
 import sqlalchemy as sa
-from actionflow.engine.tables import ExactDecimal
 from alembic import op
+
+from actionflow.engine.tables import ExactDecimal
 
 revision = "0001"
 down_revision = None
