@@ -18,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from .errors import ConfigError
@@ -130,14 +130,27 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine) -> None:
     """Bring the database schema to the newest revision."""
-    with engine.begin() as connection:
+    with _schema_lock(engine) as connection:
         command.upgrade(_alembic_config(connection), "head")
 
 
 def prepare(engine: Engine) -> None:
-    """Create the schema in an empty database; refuse one that is out of date."""
+    """Create the schema in an empty database; refuse one that is out of date.
+
+    Several processes may start at once on a new database: the first to take
+    the schema lock creates the tables, the others then find them current.
+    """
     try:
         revision = current_revision(engine)
+        if revision == head_revision():
+            return
+        with _schema_lock(engine) as connection:
+            revision = MigrationContext.configure(connection).get_current_revision()
+            if revision == head_revision():
+                return
+            if revision is None and not _has_actionflow_tables(connection):
+                command.upgrade(_alembic_config(connection), "head")
+                return
     except OperationalError as exc:
         where = engine.url.render_as_string(hide_password=True)
         detail = str(exc.orig or exc).splitlines()[0]
@@ -145,17 +158,25 @@ def prepare(engine: Engine) -> None:
             f"cannot use the database at {where}: {detail}; "
             "check ACTIONFLOW_DATABASE_URL and that the database is running"
         ) from None
-    if revision == head_revision():
-        return
-    if revision is None and not _has_actionflow_tables(engine):
-        upgrade(engine)
-        return
     raise ConfigError(
         f"the database schema is at revision {revision or 'none'}, this version of "
         f"actionflow needs {head_revision()}; run `actionflow db upgrade` first"
     )
 
 
-def _has_actionflow_tables(engine: Engine) -> bool:
-    names = set(inspect(engine).get_table_names())
+_SCHEMA_LOCK = 0x6166_7363  # "afsc": one advisory lock for schema changes
+
+
+@contextmanager
+def _schema_lock(engine: Engine) -> Iterator[Connection]:
+    """A write transaction that no other process changing the schema runs beside."""
+    with write(engine) as connection:
+        if connection.dialect.name == "postgresql":
+            lock = text("SELECT pg_advisory_xact_lock(:key)")
+            connection.execute(lock, {"key": _SCHEMA_LOCK})
+        yield connection
+
+
+def _has_actionflow_tables(connection: Connection) -> bool:
+    names = set(inspect(connection).get_table_names())
     return bool(names & {"payment", "webhook_event", "flow_run"})

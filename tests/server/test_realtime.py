@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 
 from actionflow.server.app import build_runtime
-from tests.conftest import ADMIN_TOKEN, LiveServer, postgres_schema_url, server_settings
+from actionflow.server.auth import issue_token
+from tests.conftest import (
+    ADMIN_TOKEN,
+    LiveServer,
+    free_port,
+    postgres_schema_url,
+    server_settings,
+    wait_for,
+)
 from tests.server.sse import Subscription
 
 
@@ -104,3 +117,81 @@ def test_a_change_committed_by_one_server_reaches_subscribers_of_another(
         took = time.monotonic() - started
     assert messages[0]["data"]["row"]["id"] == order_id
     print(f"cross-process delivery took {took * 1000:.0f} ms")
+
+
+def test_a_user_sees_only_their_own_orders_and_is_refused_another_users(
+    live_server: LiveServer,
+) -> None:
+    secret = live_server.runtime.token_secret
+    mine = issue_token(secret, "9")
+    theirs = issue_token(secret, "someone-else")
+    order_id = _create_order(live_server, "1.00")  # belongs to user 9
+
+    with live_server.client(token=theirs) as client:
+        refused = client.get(f"/subscriptions/payments?orderId={order_id}")
+    assert refused.status_code == 403
+
+    url = f"{live_server.url}/subscriptions/orders"
+    with Subscription(url, theirs, last_event_id="0") as other:
+        with Subscription(url, mine, last_event_id="0") as own:
+            messages = own.wait_for(1)
+            time.sleep(0.5)
+    assert [message["data"]["row"]["id"] for message in messages] == [order_id]
+    assert other.status == 200
+    assert other.messages == []
+
+
+def _serve(url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    environment = {
+        **os.environ,
+        "ACTIONFLOW_DATABASE_URL": url,
+        "ACTIONFLOW_ADMIN_TOKEN": ADMIN_TOKEN,
+        "STRIPE_WEBHOOK_SECRET": "whsec_two_processes",
+    }
+    program = str(Path(sys.executable).parent / "actionflow")
+    with log.open("wb") as output:
+        return subprocess.Popen(
+            [program, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=environment,
+            cwd=log.parent,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def test_two_serve_processes_on_postgresql_share_their_changes(tmp_path: Path) -> None:
+    urls = postgres_schema_url()
+    url = next(urls)
+    ports = [free_port(), free_port()]
+    processes = [
+        _serve(url, port, tmp_path / f"serve{index}.log")
+        for index, port in enumerate(ports)
+    ]
+    try:
+        for port in ports:
+            wait_for(
+                lambda port=port: _healthy(f"http://127.0.0.1:{port}"),
+                timeout=30,
+                what="both servers to answer",
+            )
+        writer, reader = (f"http://127.0.0.1:{port}" for port in ports)
+        with Subscription(f"{reader}/subscriptions/orders", ADMIN_TOKEN) as stream:
+            answer = httpx.post(
+                f"{writer}/orders",
+                json={"price": "3.00", "currency": "usd", "userId": "9"},
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            )
+            messages = stream.wait_for(1)
+        assert messages[0]["data"]["row"]["id"] == answer.json()["id"]
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(15)
+        next(urls, None)
+
+
+def _healthy(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
