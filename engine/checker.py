@@ -206,12 +206,14 @@ class _FlowChecker:
         targets: list[tuple[Any, str, bool]] = []
         if step["use"] == "goto" and "step" in args:
             targets.append((args["step"], f"{pointer}/with/step", "max" in args))
-        if step["use"] == "switch":
-            for case, target in (args.get("cases") or {}).items():
+        cases = args.get("cases")
+        if step["use"] == "switch" and isinstance(cases, dict):
+            # A `cases` that is not a mapping is reported by the input check.
+            for case, target in cases.items():
                 case_pointer = pointer_join(f"{pointer}/with/cases", case)
                 targets.append((target, case_pointer, False))
-            if "default" in args:
-                targets.append((args["default"], f"{pointer}/with/default", False))
+        if step["use"] == "switch" and "default" in args:
+            targets.append((args["default"], f"{pointer}/with/default", False))
         on_error = step.get("on_error")
         if isinstance(on_error, dict):
             targets.append((on_error["goto"], f"{pointer}/on_error/goto", False))
@@ -438,6 +440,8 @@ class _FlowChecker:
         if len(parts) < 2:
             return None, None
         used = self.steps[target]
+        if used.get("use") not in self.builtins:
+            return None, None  # its unknown step type is reported on its own
         if used["use"] == "call":
             if parts[1] != "error":
                 callee = (used.get("with") or {}).get("flow")

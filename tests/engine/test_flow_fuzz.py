@@ -98,22 +98,21 @@ def test_mutated_flows_give_only_flow_errors(text: str) -> None:
     _only_flow_errors(text)
 
 
+def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    keys = st.sampled_from(
+        ["id", "use", "with", "if", "retry", "on_error", "goto", "step", "x"]
+    )
+    lists = st.lists(inner, max_size=4)
+    return lists | st.dictionaries(keys, inner, max_size=4)
+
+
 JSON = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(-(10**6), 10**6)
     | st.text(max_size=12)
     | st.sampled_from(["{{ steps.payment.row }}", "{{ event.x }}", "payment", "stop"]),
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.dictionaries(
-            st.sampled_from(
-                ["id", "use", "with", "if", "retry", "on_error", "goto", "step", "x"]
-            ),
-            inner,
-            max_size=4,
-        )
-    ),
+    _containers,
     max_leaves=20,
 )
 
