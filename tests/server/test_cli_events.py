@@ -195,10 +195,16 @@ def test_runs_show_lists_each_step_with_its_outcome_and_duration(
     assert "flow:         StripePaymentCallback" in lines
     step_lines = [line for line in lines if line.startswith("  ")]
     assert [line.split()[:3] for line in step_lines] == [
+        ["source", "set", "ok"],
+        ["no_intent", "stop", "skipped"],
         ["payment", "table.get", "ok"],
         ["unknown_intent", "stop", "skipped"],
+        ["order", "table.get", "skipped"],
+        ["unknown_order", "stop", "skipped"],
+        ["created", "table.insert", "skipped"],
+        ["the", "set", "ok"],
         ["already_settled", "stop", "skipped"],
-        ["outcome", "set", "ok"],
+        ["still_paying", "stop", "skipped"],
         ["mismatch", "table.update", "skipped"],
         ["mismatch_recorded", "stop", "skipped"],
         ["succeeded", "table.update", "ok"],
