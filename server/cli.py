@@ -240,23 +240,40 @@ def _problem_line(error: FlowError) -> str:
 @click.option(
     "--event",
     "event_file",
-    required=True,
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="A Stripe event as JSON.",
 )
+@click.option(
+    "--event-type",
+    help="Instead of --event: build this event (payment_intent.*, charge.refunded) "
+    "for a payment of the database.",
+)
+@click.option("--order", "order_id", type=int, help="With --event-type: the order.")
+@click.option("--payment", "payment_id", type=int, help="... or the payment.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @_config_option
-def dry_run(flow_file: Path, event_file: Path, config: Path | None) -> None:
+def dry_run(
+    flow_file: Path,
+    event_file: Path | None,
+    event_type: str | None,
+    order_id: int | None,
+    payment_id: int | None,
+    as_json: bool,
+    config: Path | None,
+) -> None:
     """Run one flow on an event against the database, then roll every write back."""
     from actionflow.engine import db
     from actionflow.engine.orderlink import order_table
     from actionflow.engine.services import Services
 
-    from .dryrun import dry_run_flow
+    from .dryrun import dry_run_flow, event_for_row
 
+    if (event_file is None) == (event_type is None):
+        raise click.UsageError("give either --event FILE or --event-type TYPE")
     settings = _settings(config)
     try:
         flow = load_flow(flow_file.resolve())
-        event = json.loads(event_file.read_text(encoding="utf-8"))
+        event = json.loads(event_file.read_text("utf-8")) if event_file else None
     except FlowError as exc:
         click.echo(_problem_line(exc), err=True)
         sys.exit(1)
@@ -265,9 +282,12 @@ def dry_run(flow_file: Path, event_file: Path, config: Path | None) -> None:
     engine = db.create_db_engine(settings.database_url)
     try:
         db.prepare(engine)
+        if event is None:
+            assert event_type is not None
+            event = event_for_row(engine, event_type, order_id, payment_id)
         # No Stripe in a dry run: only the linked order table is handed over.
         services = Services(None, order_table(engine, settings.order_link))
-        ok = dry_run_flow(engine, flow, event, services)
+        ok = dry_run_flow(engine, flow, event, services, as_json=as_json)
     except ActionflowError as exc:
         raise click.ClickException(str(exc)) from None
     finally:

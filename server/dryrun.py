@@ -1,6 +1,7 @@
 """Dry runs: a flow runs against the real database, and every write is rolled back.
 
-Stripe calls are refused (no Stripe service is given to the run).
+Stripe calls are refused (no Stripe service is given to the run). The event is
+a file, or one built for a row of the database (`--event-type TYPE --order N`).
 """
 
 from __future__ import annotations
@@ -9,12 +10,16 @@ import json
 from typing import Any
 
 import click
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
-from actionflow.engine import db
+from actionflow.engine import db, sample_events
+from actionflow.engine.errors import ActionflowError
 from actionflow.engine.flow import Flow
 from actionflow.engine.jsonvalues import dumps
 from actionflow.engine.runner import RunResult, run_flow
+from actionflow.engine.tables import Payment
+
+PAYMENTS = Payment.__table__  # type: ignore[attr-defined]
 
 
 class _RollBack(Exception):
@@ -22,7 +27,12 @@ class _RollBack(Exception):
 
 
 def dry_run_flow(
-    engine: Engine, flow: Flow, event: dict[str, Any], services: Any = None
+    engine: Engine,
+    flow: Flow,
+    event: dict[str, Any],
+    services: Any = None,
+    *,
+    as_json: bool = False,
 ) -> bool:
     """Run `flow` on `event`, print what happened, write nothing; False if it failed."""
     result: RunResult | None = None
@@ -33,8 +43,54 @@ def dry_run_flow(
     except _RollBack:
         pass
     assert result is not None
-    _print(result)
+    if as_json:
+        click.echo(json.dumps(json.loads(dumps(report(result))), indent=2))
+    else:
+        _print(result)
     return result.status != "failed"
+
+
+def report(result: RunResult) -> dict[str, Any]:
+    """What a dry run did, as data: for `--json` and for scripts."""
+    return {
+        "flow": result.flow,
+        "status": result.status,
+        "reason": result.reason,
+        "error": str(result.error) if result.error is not None else None,
+        "steps": [step.as_dict() for step in result.trace],
+        "changes": [
+            {"table": change.table, "before": change.before, "after": change.after}
+            for change in result.changes
+        ],
+        "outputs": result.outputs,
+    }
+
+
+def event_for_row(
+    engine: Engine, kind: str, order_id: int | None, payment_id: int | None
+) -> dict[str, Any]:
+    """A realistic `kind` event for a payment (or the newest of an order's)."""
+    if sample_events.needs(kind) != "payment":
+        raise ActionflowError(
+            f"--event-type {kind} needs a recurring payment; pass --event FILE"
+        )
+    query = select(PAYMENTS).where(PAYMENTS.c.stripe_payment_intent_id.is_not(None))
+    if payment_id is not None:
+        query = query.where(PAYMENTS.c.id == payment_id)
+    elif order_id is not None:
+        query = query.where(PAYMENTS.c.order_id == order_id)
+    else:
+        raise ActionflowError("name the row: --order ID or --payment ID")
+    with db.read(engine) as connection:
+        row = (
+            connection.execute(query.order_by(PAYMENTS.c.id.desc())).mappings().first()
+        )
+    if row is None:
+        raise ActionflowError(
+            "no payment with a PaymentIntent matches; create one with the payment "
+            "action (or `actionflow trigger`), or pass --event FILE"
+        )
+    return sample_events.build(kind, dict(row))
 
 
 def _print(result: RunResult) -> None:

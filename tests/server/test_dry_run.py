@@ -1,0 +1,93 @@
+"""`actionflow dry-run`: what a flow would do, with nothing written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+from sqlalchemy import Engine, select
+
+from actionflow.engine import db
+from actionflow.engine.flow import SYSTEM_FLOWS
+from actionflow.server.cli import main
+from tests.engine.test_inbox import INTENT, PAYMENTS, _intent_event, _order_and_payment
+
+FLOW = str(SYSTEM_FLOWS / "StripePaymentCallback.yaml")
+
+
+def _rows(engine: Engine) -> list[dict[str, Any]]:
+    with db.read(engine) as connection:
+        return [dict(row) for row in connection.execute(select(PAYMENTS)).mappings()]
+
+
+def _run(database_url: str, *arguments: str) -> Any:
+    environment = {"ACTIONFLOW_DATABASE_URL": database_url}
+    return CliRunner().invoke(main, ["dry-run", *arguments], env=environment)
+
+
+def test_a_dry_run_shows_the_steps_and_changes_and_writes_nothing(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    _order_and_payment(engine)
+    before = _rows(engine)
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(_intent_event("payment_intent.succeeded")))
+
+    result = _run(database_url, FLOW, "--event", str(event_file))
+
+    assert result.exit_code == 0, result.output
+    assert "flow StripePaymentCallback: succeeded (dry run" in result.output
+    assert "would update payment" in result.output
+    assert '"status":["pending","succeeded"]' in result.output
+    assert _rows(engine) == before
+
+
+def test_a_dry_run_builds_the_event_for_an_order_and_prints_json(
+    engine: Engine, database_url: str
+) -> None:
+    order_id, payment_id = _order_and_payment(engine)
+    before = _rows(engine)
+
+    result = _run(
+        database_url,
+        FLOW,
+        "--event-type",
+        "payment_intent.succeeded",
+        "--order",
+        str(order_id),
+        "--json",
+    )
+
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert plan["status"] == "succeeded"
+    [change] = plan["changes"]
+    assert (change["table"], change["after"]["status"]) == ("payment", "succeeded")
+    assert plan["outputs"]["payment_intent"] == INTENT
+    assert _rows(engine) == before
+
+
+def test_a_dry_run_of_a_failing_flow_exits_1_with_the_step_and_reason(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    flow = tmp_path / "Fails.yaml"
+    flow.write_text(
+        "name: Fails\ntrigger: {stripe: [payment_intent.succeeded]}\nsteps:\n"
+        "  - id: check\n    use: assert\n"
+        "    with: {that: false, message: the books do not balance}\n"
+    )
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(_intent_event("payment_intent.succeeded")))
+
+    result = _run(database_url, str(flow), "--event", str(event_file))
+
+    assert result.exit_code == 1
+    assert "the books do not balance [check]" in result.output
+
+
+def test_a_dry_run_needs_exactly_one_source_of_event(database_url: str) -> None:
+    result = _run(database_url, FLOW)
+    assert result.exit_code == 2
+    assert "give either --event FILE or --event-type TYPE" in result.output
