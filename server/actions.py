@@ -33,7 +33,7 @@ from actionflow.engine.tables import utcnow
 
 from .auth import Principal, caller
 from .http import ApiError, field, json_response, read_json
-from .orders import PAYMENTS, find_order
+from .orders import PAYMENTS, check_owner, find_order
 from .runtime import Runtime
 
 log = logging.getLogger("actionflow.actions")
@@ -98,8 +98,7 @@ def _payable_order(
     # The row lock (PostgreSQL) or the write lock (SQLite) makes concurrent
     # calls for one order take turns, so they cannot both open a payment.
     order = find_order(connection, runtime.order_table, order_id, lock=True)
-    if not principal.is_admin and principal.user_id != str(order["user_id"]):
-        raise ApiError(403, "this order belongs to another user")
+    check_owner(principal, order["user_id"])
     if order["status"] != "pending":
         raise ApiError(
             409, f"order {order_id} is {order['status']}; only a pending order is paid"

@@ -112,7 +112,7 @@ def get_order(request: Request) -> Response:
     order_id = _path_id(request, "order_id")
     with db.read(runtime.engine) as connection:
         row = find_order(connection, runtime.order_table, order_id)
-    _check_owner(principal, row["user_id"])
+    check_owner(principal, row["user_id"])
     return json_response(present(row))
 
 
@@ -131,14 +131,7 @@ def find_order(
 
 def list_payments(request: Request) -> Response:
     """GET /payments?orderId=N."""
-    runtime: Runtime = request.app.state.runtime
-    principal = caller(request)
-    order_id = _query_id(request, "orderId")
-    with db.read(runtime.engine) as connection:
-        order = find_order(connection, runtime.order_table, order_id)
-        _check_owner(principal, order["user_id"])
-        data = _rows(connection, PAYMENTS, PAYMENTS.c.order_id == order_id)
-    return json_response({"data": data})
+    return _list_for_order(request, PAYMENTS)
 
 
 def list_refunds(request: Request) -> Response:
@@ -153,20 +146,25 @@ def list_refunds(request: Request) -> Response:
         if payment is None:
             raise ApiError(404, f"payment {payment_id} does not exist")
         order = find_order(connection, runtime.order_table, payment.order_id)
-        _check_owner(principal, order["user_id"])
+        check_owner(principal, order["user_id"])
         data = _rows(connection, REFUNDS, REFUNDS.c.payment_id == payment_id)
     return json_response({"data": data})
 
 
 def list_recurring_payments(request: Request) -> Response:
     """GET /recurring-payments?orderId=N."""
+    return _list_for_order(request, RECURRING)
+
+
+def _list_for_order(request: Request, table: Table) -> Response:
+    """The rows of `table` that belong to the order in ?orderId=, if the caller may."""
     runtime: Runtime = request.app.state.runtime
     principal = caller(request)
     order_id = _query_id(request, "orderId")
     with db.read(runtime.engine) as connection:
         order = find_order(connection, runtime.order_table, order_id)
-        _check_owner(principal, order["user_id"])
-        data = _rows(connection, RECURRING, RECURRING.c.order_id == order_id)
+        check_owner(principal, order["user_id"])
+        data = _rows(connection, table, table.c.order_id == order_id)
     return json_response({"data": data})
 
 
@@ -177,7 +175,8 @@ def _rows(connection: Connection, table: Table, condition: Any) -> list[dict[str
     return [present(dict(row)) for row in rows]
 
 
-def _check_owner(principal: Principal, user_id: Any) -> None:
+def check_owner(principal: Principal, user_id: Any) -> None:
+    """403 unless the caller is an admin or the user the order belongs to."""
     if not principal.is_admin and principal.user_id != str(user_id):
         raise ApiError(403, "this order belongs to another user")
 

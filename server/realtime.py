@@ -27,7 +27,7 @@ from actionflow.engine import db
 
 from .auth import Principal, caller
 from .http import ApiError, _default, parse_id, present
-from .orders import find_order
+from .orders import check_owner, find_order
 from .runtime import Runtime
 
 log = logging.getLogger("actionflow.realtime")
@@ -170,8 +170,7 @@ def _head(engine: Engine) -> int:
 def _check_order(runtime: Runtime, principal: Principal, order_id: int) -> None:
     with db.read(runtime.engine) as connection:
         order = find_order(connection, runtime.order_table, order_id)
-    if not principal.is_admin and order["user_id"] != principal.user_id:
-        raise ApiError(403, "this order belongs to another user")
+    check_owner(principal, order["user_id"])
 
 
 def _optional_id(request: Request, name: str) -> int | None:

@@ -25,7 +25,7 @@ from actionflow.engine.tables import StripeCustomer, utcnow
 from .actions import _gateway
 from .auth import Principal
 from .http import ApiError, field
-from .orders import RECURRING, find_order
+from .orders import RECURRING, check_owner, find_order
 from .runtime import Runtime
 
 log = logging.getLogger("actionflow.subscriptions")
@@ -47,8 +47,7 @@ def stripe_subscription(
     with db.write(runtime.engine) as connection:
         order = find_order(connection, runtime.order_table, order_id, lock=True)
         user_id = str(order["user_id"])
-        if not principal.is_admin and principal.user_id != user_id:
-            raise ApiError(403, "this order belongs to another user")
+        check_owner(principal, user_id)
         recurring = _recurring_for(connection, order_id, user_id, price_id)
     customer = _customer_for(runtime, gateway, user_id)
     try:
