@@ -642,3 +642,47 @@ def test_a_metadata_id_that_is_not_one_of_ours_names_no_row(
     assert _one(engine, RECURRING, recurring_id)["stripe_subscription_id"] is None
     [(status, note)] = [(row["status"], row["note"]) for row in _all(engine, EVENTS)]
     assert (status, "no recurring payment" in note) == ("processed", True)
+
+
+def _invoice_payment(invoice_id: str, intent: str) -> dict[str, Any]:
+    """Stripe's invoice_payment object, as invoice_payment.paid carries it."""
+    return {
+        "id": f"inpay_for_{invoice_id}",
+        "object": "invoice_payment",
+        "amount_paid": 1000,
+        "amount_requested": 1000,
+        "created": 1_900_000_000,
+        "currency": "usd",
+        "invoice": invoice_id,
+        "is_default": True,
+        "livemode": False,
+        "payment": {"type": "payment_intent", "payment_intent": intent},
+        "status": "paid",
+        "status_transitions": {"canceled_at": None, "paid_at": 1_900_000_000},
+    }
+
+
+@pytest.mark.parametrize(
+    "link_first", [False, True], ids=["invoice_first", "link_first"]
+)
+def test_a_subscription_payment_is_linked_to_its_intent_and_refunds_find_it(
+    engine: Engine, processor: Processor, link_first: bool
+) -> None:
+    """Today's invoices name no PaymentIntent; invoice_payment.paid does."""
+    recurring_id = _recurring(engine)
+    order_id = _one(engine, RECURRING, recurring_id)["order_id"]
+    paid = event("invoice.paid", _invoice("in_first", "subscription_create"))
+    link = event("invoice_payment.paid", _invoice_payment("in_first", INTENT))
+    for body in [link, paid] if link_first else [paid, link]:
+        _deliver(engine, processor, body)
+
+    (payment,) = _all(engine, PAYMENTS)
+    assert (payment["order_id"], payment["status"]) == (order_id, "succeeded")
+    assert payment["stripe_payment_intent_id"] == INTENT
+
+    _deliver(engine, processor, event("refund.created", _refund("re_sub", 400)))
+
+    (refund,) = _all(engine, REFUNDS)
+    assert (refund["payment_id"], refund["amount"]) == (payment["id"], 400)
+    assert _one(engine, PAYMENTS, payment["id"])["refunded_amount"] == 400
+    assert {status for _, status in _events(engine)} == {"processed"}
