@@ -483,6 +483,7 @@ def _insert_run(
         else None,
         "outputs": dumps(result.outputs) if result.outputs is not None else None,
         "trace": dumps([step.as_dict() for step in result.trace]),
+        "changes": _changes(result),
         "error": str(result.error) if result.error else result.reason,
         "created_at": now,
         "finished_at": now,
@@ -525,7 +526,15 @@ def _finish_run(
         values["outputs"] = dumps(outputs)
     if trace is not None:
         values["trace"] = dumps([step.as_dict() for step in trace.trace])
+        values["changes"] = _changes(trace)
     connection.execute(update(RUNS).where(RUNS.c.id == run_id).values(values))
+
+
+def _changes(result: RunResult) -> str | None:
+    """The rows a run wrote, as kept with its record; none when it rolled back."""
+    if result.status == "failed":
+        return None
+    return dumps([change.as_dict() for change in result.changes])
 
 
 class _RunFailed(Exception):
