@@ -564,3 +564,15 @@ def _missing_flow(name: str) -> RunResult:
         f"flow {name!r} is no longer loaded; restore its file or mark the run failed"
     )
     return RunResult(flow=name, status="failed", error=error)
+
+
+def older_than_applied(connection: Connection, event: dict[str, Any]) -> str | None:
+    """Why processing would skip `event` now (an older one), or None.
+
+    For dry runs: it takes the same row lock as processing, so call it in a
+    transaction that is rolled back or committed soon.
+    """
+    values = _event_values(event, "")
+    if values["object_id"] is None:
+        return None
+    return _newer_version(connection, values)
