@@ -74,6 +74,12 @@ def _title(plan: dict[str, Any]) -> str:
         what = f"action {plan['action']}"
     else:
         what = f"flow {plan.get('flow')}"
+    if "recorded" in plan:
+        heading = click.style(f"Replay of stored {what}", bold=True)
+        return (
+            f"{heading} through the current flows (it was "
+            f"{plan['recorded']['status']}): nothing was written, nothing was sent"
+        )
     heading = click.style(f"Dry run of {what}", bold=True)
     return f"{heading}: nothing was written, nothing was sent"
 

@@ -27,6 +27,7 @@ from actionflow.engine import db
 from actionflow.engine.errors import ActionflowError
 from actionflow.engine.flow import Flow, FlowSet
 from actionflow.engine.inbox import EVENTS, RUNS
+from actionflow.engine.jsonvalues import dumps
 from actionflow.engine.outbox import OUTBOX
 from actionflow.engine.services import Services
 from actionflow.engine.tables import FLOW_TABLES, DedupKey
@@ -74,7 +75,9 @@ def replay_event(
         "note": event_row["note"],
         "runs": [_recorded_report(run) for run in recorded],
     }
-    plan["differences"] = differences(plan["recorded"]["runs"], plan["runs"])
+    # Both sides as JSON holds them: exact decimals as text, timestamps ISO.
+    planned = json.loads(dumps(plan["runs"]))
+    plan["differences"] = differences(plan["recorded"]["runs"], planned)
     return plan
 
 
@@ -168,7 +171,8 @@ def _typed(column: Any, value: Any) -> Any:
     """A JSON value back as the column holds it (timestamps, exact decimals)."""
     if value is None:
         return None
-    if isinstance(column.type, DateTime) and isinstance(value, str):
+    stored = getattr(column.type, "impl", column.type)  # under a TypeDecorator
+    if isinstance(stored, DateTime) and isinstance(value, str):
         return datetime.fromisoformat(value)
     try:
         exact = column.type.python_type is Decimal

@@ -1,0 +1,146 @@
+"""`actionflow dry-run --replay`: a stored event through today's flows, compared."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine, select
+
+from actionflow.engine import db
+from actionflow.engine.flow import load_project
+from actionflow.engine.inbox import EVENTS, RUNS, Processor
+from actionflow.engine.notifyconfig import NotifySettings
+from actionflow.engine.outbox import OUTBOX
+from actionflow.engine.services import Services
+from actionflow.server.cli import main
+from tests.engine.test_inbox import (
+    ORDERS,
+    PAYMENTS,
+    _deliver,
+    _drain,
+    _intent_event,
+    _order_and_payment,
+)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A project made by `actionflow init`: its own copy of the example flows."""
+    folder = tmp_path / "shop"
+    result = CliRunner().invoke(main, ["init", str(folder)])
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def _process_a_paid_order(engine: Engine, project: Path) -> dict[str, Any]:
+    """A payment_intent.succeeded processed by the worker with the project's flows."""
+    _order_and_payment(engine)
+    intent = _intent_event("payment_intent.succeeded", receipt_email="b@example.com")
+    assert _deliver(engine, intent)
+    notify = NotifySettings(templates=project / "templates")
+    flows = load_project([project / "flows"])
+    _drain(Processor(engine, flows, services=Services(notify=notify)))
+    return intent
+
+
+def _replay(database_url: str, project: Path, key: str, *options: str) -> Any:
+    return CliRunner().invoke(
+        main,
+        ["dry-run", "--replay", key, "--config", str(project / "actionflow.yaml")]
+        + list(options),
+        env={"ACTIONFLOW_DATABASE_URL": database_url},
+    )
+
+
+def _snapshot(engine: Engine) -> list[Any]:
+    with db.read(engine) as connection:
+        return [
+            [dict(row) for row in connection.execute(select(table)).mappings()]
+            for table in (ORDERS, PAYMENTS, RUNS, OUTBOX, EVENTS)
+        ]
+
+
+def test_a_replay_names_exactly_the_status_an_edited_extension_now_writes(
+    engine: Engine, database_url: str, project: Path
+) -> None:
+    event = _process_a_paid_order(engine, project)
+    flow = project / "flows" / "MarkOrderPaid.yaml"
+    flow.write_text(
+        flow.read_text().replace("set: {status: paid}", "set: {status: shipped}")
+    )
+    before = _snapshot(engine)
+
+    result = _replay(database_url, project, event["id"], "--json")
+
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert plan["differences"] == [
+        {
+            "flow": "MarkOrderPaid",
+            "kind": "change",
+            "step": "order_paid",
+            "what": "order 1 status",
+            "was": "paid",
+            "would_be": "shipped",
+            "text": "extension MarkOrderPaid step order_paid: order 1 status would "
+            'be "shipped" where it was "paid"',
+        }
+    ]
+    assert [run["flow"] for run in plan["runs"]] == [
+        "StripePaymentCallback",
+        "EmailReceipt",
+        "MarkOrderPaid",
+        "SendReceipt",
+    ]
+    assert _snapshot(engine) == before
+
+
+def test_a_replay_through_unchanged_flows_shows_no_difference(
+    engine: Engine, database_url: str, project: Path
+) -> None:
+    _process_a_paid_order(engine, project)
+    before = _snapshot(engine)
+
+    result = _replay(database_url, project, "1")
+
+    assert result.exit_code == 0, result.output
+    assert "Differences from the recorded processing\n  no difference" in result.output
+    # The receipt was queued the first time; the replay shows it queued anew.
+    assert "email    EmailReceipt.receipt  to b@example.com" in result.output
+    assert "not queued or sent again" not in result.output
+    assert _snapshot(engine) == before
+
+
+def test_a_replay_names_steps_now_skipped_and_outputs_that_changed(
+    engine: Engine, database_url: str, project: Path
+) -> None:
+    event = _process_a_paid_order(engine, project)
+    flow = project / "flows" / "MarkOrderPaid.yaml"
+    flow.write_text(
+        flow.read_text().replace(
+            "trigger.outputs.status == 'succeeded'", "trigger.outputs.amount > 5000"
+        )
+    )
+
+    result = _replay(database_url, project, event["id"], "--json")
+
+    assert result.exit_code == 0, result.output
+    texts = [item["text"] for item in json.loads(result.output)["differences"]]
+    assert texts == [
+        "extension MarkOrderPaid step order_paid would be skipped where it was ok",
+        "extension MarkOrderPaid would not write order 1; step order_paid wrote it",
+        "extension MarkOrderPaid outputs.paid would be false where it was true",
+        "extension SendReceipt step receipt would be skipped where it was ok",
+    ]
+
+
+def test_a_replay_of_an_event_that_does_not_exist_says_how_to_find_one(
+    engine: Engine, database_url: str, project: Path
+) -> None:
+    result = _replay(database_url, project, "evt_missing")
+    assert result.exit_code == 1
+    assert "no event 'evt_missing'" in result.output
