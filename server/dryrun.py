@@ -127,8 +127,8 @@ def plan_event(
             raise _RollBack
     except _RollBack:
         pass
-    plan = walk.plan(event, services.notify)
-    return _scrubbed(plan, secrets or [])
+    plan: dict[str, Any] = _scrubbed(walk.plan(event, services.notify), secrets or [])
+    return plan
 
 
 class _Walk:

@@ -256,3 +256,25 @@ def test_the_steps_of_each_run_line_up_in_columns(
         assert len(columns) <= 1, block
     callback = result.output.split("\n\n")[1]
     assert len([line for line in callback.splitlines() if step.match(line)]) == 14
+
+
+def test_a_secret_a_flow_sends_is_masked_in_the_plan(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    _order_and_payment(engine)
+    flow = TELL_CRM.replace("body: {", "body: {token: \"{{ secret('CRM_TOKEN') }}\", ")
+    project = _project(tmp_path, TellCrm=flow)
+    token = "crm-token-that-must-not-show"
+
+    for options in ([], ["--json"]):
+        result = _dry_run(
+            database_url,
+            "--event",
+            _event_file(tmp_path),
+            *options,
+            project=project,
+            env={"ACTIONFLOW_SECRET_CRM_TOKEN": token},
+        )
+        assert result.exit_code == 0, result.output
+        assert token not in result.output
+        assert "[redacted]" in result.output
