@@ -75,6 +75,17 @@ def replay_event(
         "note": event_row["note"],
         "runs": [_recorded_report(run) for run in recorded],
     }
+    unrecorded = [
+        run["flow"]
+        for run in recorded
+        if run["changes"] is None and run["status"] in ("succeeded", "stopped")
+    ]
+    if unrecorded:
+        plan["notes"].append(
+            f"the rows written by {', '.join(unrecorded)} were not recorded (an "
+            "older version processed the event): they were not put back, and the "
+            "flows met the rows as they are now"
+        )
     # Both sides as JSON holds them: exact decimals as text, timestamps ISO.
     planned = json.loads(dumps(plan["runs"]))
     plan["differences"] = differences(plan["recorded"]["runs"], planned)
