@@ -151,7 +151,8 @@ def undo(
         for change in reversed(json.loads(run["changes"] or "[]")):
             _put_back(connection, change, services)
     # Queued messages are keyed by the event's id: the replay may queue them anew.
-    connection.execute(delete(OUTBOX).where(OUTBOX.c.key.like(f"{stripe_event_id}:%")))
+    queued = OUTBOX.c.key.startswith(f"{stripe_event_id}:", autoescape=True)
+    connection.execute(delete(OUTBOX).where(queued))
 
 
 def _put_back(
@@ -197,6 +198,7 @@ def differences(
 ) -> list[dict[str, Any]]:
     """What the plan would do otherwise than the recorded runs did, named."""
     found: list[dict[str, Any]] = []
+    planned = _same_ids(recorded, planned)
     was = {run["flow"]: run for run in recorded}
     now = {run["flow"]: run for run in planned}
     for name, run in was.items():
@@ -210,6 +212,75 @@ def differences(
             continue
         found += _run_differences(was[name], run)
     return found
+
+
+def _same_ids(
+    recorded: list[dict[str, Any]], planned: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """`planned` with the ids of rows it inserts anew changed to the recorded ones.
+
+    A row the event inserted is deleted before the replay and inserted again,
+    under a new id when the database does not hand the old one out again
+    (PostgreSQL's sequences, or a row inserted since). The n-th row inserted
+    into a table is matched to the n-th recorded one; its id, and every
+    `<table>_id` column or output holding it, then reads as recorded.
+    """
+    old, new = _inserted(recorded), _inserted(planned)
+    same = {
+        (table, now): was
+        for table, ids in new.items()
+        for was, now in zip(old.get(table, []), ids, strict=False)
+        if was != now
+    }
+    if not same:
+        return planned
+    return [
+        run
+        | {
+            "changes": [
+                change
+                | {
+                    "before": _renamed(change["before"], same, change["table"]),
+                    "after": _renamed(change["after"], same, change["table"]),
+                }
+                for change in run["changes"]
+            ],
+            "outputs": _renamed(run["outputs"], same, None),
+        }
+        for run in planned
+    ]
+
+
+def _inserted(runs: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    ids: dict[str, list[Any]] = {}
+    for run in runs:
+        for change in run["changes"] or []:
+            if change["before"] is None and "id" in change["after"]:
+                ids.setdefault(change["table"], []).append(change["after"]["id"])
+    return ids
+
+
+def _renamed(value: Any, same: dict[tuple[str, Any], Any], table: str | None) -> Any:
+    """`value` with ids in `same` replaced: `id` of `table`, and `<table>_id` keys."""
+    if isinstance(value, list):
+        return [_renamed(item, same, table) for item in value]
+    if not isinstance(value, dict):
+        return value
+    renamed = {}
+    for key, item in value.items():
+        if key == "id" and table is not None:
+            renamed[key] = _same(same, table, item)
+        elif key.endswith("_id"):
+            renamed[key] = _same(same, key.removesuffix("_id"), item)
+        else:
+            renamed[key] = _renamed(item, same, None)
+    return renamed
+
+
+def _same(same: dict[tuple[str, Any], Any], table: str, value: Any) -> Any:
+    if not isinstance(value, int) or isinstance(value, bool):
+        return value
+    return same.get((table, value), value)
 
 
 def _run_differences(was: dict[str, Any], now: dict[str, Any]) -> list[dict[str, Any]]:

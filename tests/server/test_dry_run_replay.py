@@ -17,6 +17,7 @@ from actionflow.engine.notifyconfig import NotifySettings
 from actionflow.engine.outbox import OUTBOX
 from actionflow.engine.services import Services
 from actionflow.server.cli import main
+from tests.engine.test_domain_flows import _invoice, _order, _recurring
 from tests.engine.test_inbox import (
     ORDERS,
     PAYMENTS,
@@ -25,6 +26,7 @@ from tests.engine.test_inbox import (
     _intent_event,
     _order_and_payment,
 )
+from tests.stripe_events import event
 
 
 @pytest.fixture
@@ -144,3 +146,36 @@ def test_a_replay_of_an_event_that_does_not_exist_says_how_to_find_one(
     result = _replay(database_url, project, "evt_missing")
     assert result.exit_code == 1
     assert "no event 'evt_missing'" in result.output
+
+
+def test_rows_the_replay_inserts_anew_are_matched_to_the_recorded_ones(
+    engine: Engine, database_url: str, project: Path
+) -> None:
+    recurring_id = _recurring(engine)
+    renewal = event("invoice.paid", _invoice("in_renewal", "subscription_cycle"))
+    assert _deliver(engine, renewal)
+    _drain(Processor(engine, load_project([project / "flows"])))
+    # An order made since: the renewal's order and payment cannot get their
+    # ids back when the replay inserts them again.
+    later = _order(engine)
+    assert later > recurring_id
+
+    result = _replay(database_url, project, renewal["id"], "--json")
+
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    inserted = [
+        (change["table"], change["after"]["id"])
+        for run in plan["runs"]
+        for change in run["changes"]
+        if change["before"] is None
+    ]
+    recorded = [
+        (change["table"], change["after"]["id"])
+        for run in plan["recorded"]["runs"]
+        for change in run["changes"]
+        if change["before"] is None
+    ]
+    assert [table for table, _ in inserted] == ["order", "payment"]
+    assert inserted != recorded  # new ids, and yet:
+    assert plan["differences"] == []
