@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
@@ -55,6 +55,7 @@ class Path:
 
     roots: list[Flow]
     only: set[str] | None = None  # None: every extension
+    notes: list[str] = field(default_factory=list)
 
     def extensions(self, flows: FlowSet, name: str) -> list[Flow]:
         found = flows.extensions(name)
@@ -78,7 +79,13 @@ def path_for(flows: FlowSet, event_type: str, target: Flow | None) -> Path:
             "it; dry-run a flow that calls it"
         )
     only = {flow.name for flow in chain} | _descendants(flows, target.name)
-    return Path([root], only)
+    notes = []
+    if event_type not in root.trigger.stripe:
+        notes.append(
+            f"{root.name} is not triggered by {event_type}: processing would not "
+            "run it for this event"
+        )
+    return Path([root], only, notes)
 
 
 def _descendants(flows: FlowSet, name: str) -> set[str]:
@@ -226,7 +233,7 @@ class _Walk:
             or ("no flow handles this event type" if not runs else None),
             "runs": runs,
             "notifications": self.capture.notifications,
-            "notes": _notes(self.capture, notify),
+            "notes": self.path.notes + _notes(self.capture, notify),
         }
 
 

@@ -278,3 +278,20 @@ def test_a_secret_a_flow_sends_is_masked_in_the_plan(
         assert result.exit_code == 0, result.output
         assert token not in result.output
         assert "[redacted]" in result.output
+
+
+def test_a_flow_run_on_an_event_it_is_not_triggered_by_says_so(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    _order_and_payment(engine)
+    event = tmp_path / "refund.json"
+    event.write_text(json.dumps(_intent_event("payment_intent.canceled")))
+    flow = str(EXAMPLE_FLOWS / "MarkOrderPaid.yaml")
+
+    result = _dry_run(database_url, flow, "--event", str(event), "--json")
+
+    plan = json.loads(result.output)
+    assert plan["notes"] == [
+        "StripePaymentCallback is not triggered by payment_intent.canceled: "
+        "processing would not run it for this event"
+    ]
