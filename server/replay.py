@@ -203,11 +203,11 @@ def differences(
     now = {run["flow"]: run for run in planned}
     for name, run in was.items():
         if name not in now:
-            text = f"{_label(run)} would not run; it ran and {_ended(run)}"
+            text = f"{_label(run)} would not run where it {_ended(run, past=True)}"
             found.append(_item(run, "flow", None, run["status"], None, text))
     for name, run in now.items():
         if name not in was:
-            text = f"{_label(run)} would run and {_ended(run)}; it did not run"
+            text = f"{_label(run)} would run and end {_ended(run)}; it did not run"
             found.append(_item(run, "flow", None, None, run["status"], text))
             continue
         found += _run_differences(was[name], run)
@@ -287,22 +287,24 @@ def _run_differences(was: dict[str, Any], now: dict[str, Any]) -> list[dict[str,
     found = []
     label = _label(now)
     if was["status"] != now["status"]:
-        text = f"{label} would have {_ended(now)} where it {_ended(was)}"
+        text = f"{label} would end {_ended(now)} where it {_ended(was, past=True)}"
         found.append(_item(now, "status", None, was["status"], now["status"], text))
     found += _step_differences(label, was, now)
     if was["changes"] is not None:
         found += _change_differences(label, was, now)
-    found += [
-        _item(
-            now,
-            "output",
-            f"outputs.{path}",
-            old,
-            new,
-            f"{label} outputs.{path} would be {_value(new)} where it was {_value(old)}",
-        )
-        for path, old, new in _compare(was["outputs"], now["outputs"])
-    ]
+    if now["status"] != "failed":  # a failed run has no outputs; its status says so
+        found += _output_differences(label, was, now)
+    return found
+
+
+def _output_differences(
+    label: str, was: dict[str, Any], now: dict[str, Any]
+) -> list[dict[str, Any]]:
+    found = []
+    for path, old, new in _compare(was["outputs"], now["outputs"]):
+        where = f"outputs.{path}" if path else "outputs"
+        text = f"{label} {where} would be {_value(new)} where it was {_value(old)}"
+        found.append(_item(now, "output", where, old, new, text))
     return found
 
 
@@ -311,7 +313,7 @@ def _step_differences(
 ) -> list[dict[str, Any]]:
     before, after = _outcomes(was["steps"]), _outcomes(now["steps"])
     found = []
-    for step in [*before, *(step for step in after if step not in before)]:
+    for step in [*after, *(step for step in before if step not in after)]:
         old, new = before.get(step), after.get(step)
         if old == new:
             continue
@@ -408,10 +410,14 @@ def _label(run: dict[str, Any]) -> str:
     return f"{'extension' if run.get('after') else 'flow'} {run['flow']}"
 
 
-def _ended(run: dict[str, Any]) -> str:
+def _ended(run: dict[str, Any], *, past: bool = False) -> str:
+    """How a run ended, with its error or reason; `past`: as a clause on its own."""
     status = run["status"]
     detail = run.get("error") or run.get("reason")
-    return f"{status} ({detail})" if detail and status != "succeeded" else status
+    text = f"{status} ({detail})" if detail and status != "succeeded" else status
+    if not past:
+        return text
+    return f"is {text}" if status == "pending" else f"ended {text}"
 
 
 def _value(value: Any) -> str:

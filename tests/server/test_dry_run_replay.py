@@ -179,3 +179,41 @@ def test_rows_the_replay_inserts_anew_are_matched_to_the_recorded_ones(
     assert [table for table, _ in inserted] == ["order", "payment"]
     assert inserted != recorded  # new ids, and yet:
     assert plan["differences"] == []
+
+
+def test_a_replay_of_an_extension_that_now_fails_names_what_would_not_happen(
+    engine: Engine, database_url: str, project: Path
+) -> None:
+    event = _process_a_paid_order(engine, project)
+    flow = project / "flows" / "MarkOrderPaid.yaml"
+    flow.write_text(
+        flow.read_text().replace(
+            "steps:\n",
+            'steps:\n  - id: closed\n    if: "{{ trigger.outputs.amount > 0 }}"\n'
+            "    use: fail\n    with: {message: shop closed}\n",
+        )
+    )
+
+    result = _replay(database_url, project, event["id"], "--json")
+
+    assert result.exit_code == 1, result.output
+    found = json.loads(result.output)["differences"]
+    assert [(item["kind"], item["flow"], item["step"]) for item in found] == [
+        ("flow", "SendReceipt", None),
+        ("status", "MarkOrderPaid", None),
+        ("step", "MarkOrderPaid", "closed"),
+        ("step", "MarkOrderPaid", "order_paid"),
+        ("change", "MarkOrderPaid", "order_paid"),
+    ]
+    assert [item["text"] for item in found[2:]] == [
+        "extension MarkOrderPaid step closed would be failed (shop closed); "
+        "it did not run",
+        "extension MarkOrderPaid step order_paid would not run; it was ok",
+        "extension MarkOrderPaid would not write order 1; step order_paid wrote it",
+    ]
+    assert found[0]["text"] == (
+        "extension SendReceipt would not run where it ended succeeded"
+    )
+    assert found[1]["text"].startswith(
+        "extension MarkOrderPaid would end failed ("
+    ) and found[1]["text"].endswith("shop closed [closed]) where it ended succeeded")
