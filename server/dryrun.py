@@ -50,7 +50,7 @@ class Part:
 
 
 @dataclass
-class Path:
+class EventPath:
     """Which flows a plan runs: the first ones, and the extensions allowed."""
 
     roots: list[Flow]
@@ -62,10 +62,10 @@ class Path:
         return [flow for flow in found if self.only is None or flow.name in self.only]
 
 
-def path_for(flows: FlowSet, event_type: str, target: Flow | None) -> Path:
+def path_for(flows: FlowSet, event_type: str, target: Flow | None) -> EventPath:
     """The flows an event takes, or only the path through `target` and after it."""
     if target is None:
-        return Path(flows.for_event(event_type))
+        return EventPath(flows.for_event(event_type))
     chain = [target]
     while chain[-1].trigger.after is not None:
         parent = flows.by_name.get(chain[-1].trigger.after)
@@ -85,7 +85,7 @@ def path_for(flows: FlowSet, event_type: str, target: Flow | None) -> Path:
             f"{root.name} is not triggered by {event_type}: processing would not "
             "run it for this event"
         )
-    return Path([root], only, notes)
+    return EventPath([root], only, notes)
 
 
 def _descendants(flows: FlowSet, name: str) -> set[str]:
@@ -104,7 +104,7 @@ def plan_event(
     flows: FlowSet,
     event: dict[str, Any],
     services: Services,
-    path: Path,
+    path: EventPath,
     *,
     check_order: bool = True,
     prepare: Callable[[Connection], None] | None = None,
@@ -147,7 +147,7 @@ class _Walk:
         event: dict[str, Any],
         services: Services,
         capture: DryRunCapture,
-        path: Path,
+        path: EventPath,
     ) -> None:
         self.flows = flows
         self.event = event

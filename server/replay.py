@@ -32,7 +32,7 @@ from actionflow.engine.outbox import OUTBOX
 from actionflow.engine.services import Services
 from actionflow.engine.tables import FLOW_TABLES, DedupKey
 
-from .dryrun import path_for, plan_event
+from .dryrun import EventPath, path_for, plan_event
 from .plan import QUIET_COLUMNS
 
 DEDUP = DedupKey.__table__  # type: ignore[attr-defined]
@@ -92,7 +92,7 @@ def replay_event(
     return plan
 
 
-def _on_path(name: str, path: Any) -> bool:
+def _on_path(name: str, path: EventPath) -> bool:
     names = {flow.name for flow in path.roots}
     return name in names or (path.only is not None and name in path.only)
 
