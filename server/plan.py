@@ -56,7 +56,8 @@ def lines(plan: dict[str, Any]) -> list[str]:
         out += _run(run)
         out.append("")
     out += _notifications(plan.get("notifications") or [])
-    out += _stripe_requests(plan.get("stripe_requests") or [])
+    if "runs" in plan:  # a single run's report shows its requests with it
+        out += _stripe_requests(plan.get("stripe_requests") or [])
     out += _notes(plan.get("notes") or [])
     if "differences" in plan:
         out += _differences(plan["differences"])
