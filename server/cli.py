@@ -290,7 +290,7 @@ def dry_run(
     settings = _settings(config)
     try:
         flows, target = _dry_run_flows(settings, flow_file)
-        event = json.loads(event_file.read_text("utf-8")) if event_file else None
+        event = _event(event_file) if event_file else None
     except FlowError as exc:
         for problem in exc.problems or [exc]:
             click.echo(_problem_line(problem), err=True)
@@ -322,6 +322,16 @@ def dry_run(
         engine.dispose()
     _show_plan(plan, as_json)
     sys.exit(1 if plan["status"] == "failed" else 0)
+
+
+def _event(file: Path) -> dict[str, Any]:
+    event = json.loads(file.read_text("utf-8"))
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        raise ActionflowError(
+            f"{file} is not a Stripe event: it needs an object with a `type`, "
+            "like Stripe's Dashboard shows for an event"
+        )
+    return event
 
 
 def _dry_run_flows(settings: Settings, flow_file: Path | None) -> tuple[Any, Any]:

@@ -94,3 +94,15 @@ def test_a_dry_run_needs_exactly_one_source_of_event(database_url: str) -> None:
     result = _run(database_url, FLOW)
     assert result.exit_code == 2
     assert "give either --event FILE, --event-type TYPE or --replay" in result.output
+
+
+def test_a_dry_run_refuses_an_event_file_that_is_not_an_event(
+    database_url: str, tmp_path: Path
+) -> None:
+    event_file = tmp_path / "event.json"
+    event_file.write_text('[{"type": "payment_intent.succeeded"}]')
+
+    result = _run(database_url, "--event", str(event_file))
+
+    assert result.exit_code == 1
+    assert "is not a Stripe event: it needs an object with a `type`" in result.output
