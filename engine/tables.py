@@ -188,6 +188,8 @@ class FlowRun(SQLModel, table=True):
     outputs: str | None = Field(default=None, sa_column=Column(Text))
     trace: str | None = Field(default=None, sa_column=Column(Text))
     error: str | None = Field(default=None, sa_column=Column(Text))
+    # The rows the run wrote, before and after (JSON), for replays to compare.
+    changes: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
 
