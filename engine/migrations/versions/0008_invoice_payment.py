@@ -1,14 +1,14 @@
 """invoice_payment: the PaymentIntent that paid each subscription invoice.
 
-Revision ID: 0007_invoice_payment
-Revises: 0006_notify
+Revision ID: 0008_invoice_payment
+Revises: 0007_run_changes
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_invoice_payment"
-down_revision = "0006_notify"
+revision = "0008_invoice_payment"
+down_revision = "0007_run_changes"
 branch_labels = None
 depends_on = None
 
