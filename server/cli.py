@@ -235,7 +235,9 @@ def _problem_line(error: FlowError) -> str:
 
 @main.command(name="dry-run")
 @click.argument(
-    "flow_file", type=click.Path(path_type=Path, exists=True, dir_okay=False)
+    "flow_file",
+    required=False,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
 )
 @click.option(
     "--event",
@@ -250,49 +252,176 @@ def _problem_line(error: FlowError) -> str:
 )
 @click.option("--order", "order_id", type=int, help="With --event-type: the order.")
 @click.option("--payment", "payment_id", type=int, help="... or the payment.")
+@click.option(
+    "--action",
+    "action_name",
+    help="Instead of a flow: dry-run this action (stripe-payment, stripe-refund, "
+    "stripe-subscription, stripe-subscription-cancel).",
+)
+@click.option(
+    "--input",
+    "action_input",
+    help='With --action: its JSON body, e.g. {"paymentId": 1, "refundAmount": 500}.',
+)
+@click.option(
+    "--user", "user_id", help="With --action: act as this user (default: an admin)."
+)
+@click.option(
+    "--fixtures",
+    "fixtures_file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Stripe's answers by step and attempt (YAML, or JSON).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @_config_option
 def dry_run(
-    flow_file: Path,
+    flow_file: Path | None,
     event_file: Path | None,
     event_type: str | None,
     order_id: int | None,
     payment_id: int | None,
+    action_name: str | None,
+    action_input: str | None,
+    user_id: str | None,
+    fixtures_file: Path | None,
     as_json: bool,
     config: Path | None,
 ) -> None:
-    """Run one flow on an event against the database, then roll every write back."""
+    """Run a flow on an event, or an action, against the database; keep nothing.
+
+    Stripe is never called: each request is shown, answered from --fixtures or
+    with an answer built from the request.
+    """
+    from actionflow.engine.stripe_standin import load_fixtures
+
+    if action_name is None:
+        flow_source = _flow_source(flow_file, event_file, event_type, action_input)
+    else:
+        _check_action_usage(flow_file, event_file, event_type, action_input)
+    if user_id is not None and action_name is None:
+        raise click.UsageError("--user goes with --action")
+    settings = _settings(config)
+    try:
+        fixtures = load_fixtures(fixtures_file) if fixtures_file else None
+        if action_name is None:
+            flow, event = flow_source()
+    except FlowError as exc:
+        click.echo(_problem_line(exc), err=True)
+        sys.exit(1)
+    except ActionflowError as exc:
+        raise click.ClickException(str(exc)) from None
+    except ValueError as exc:
+        raise click.ClickException(f"{event_file} is not valid JSON: {exc}") from None
+    ok = _dry_run(
+        settings,
+        action_name,
+        _action_data(action_input) if action_name else (flow, event),
+        (event_type, order_id, payment_id),
+        user_id,
+        fixtures,
+        str(fixtures_file),
+        as_json,
+    )
+    sys.exit(0 if ok else 1)
+
+
+def _flow_source(
+    flow_file: Path | None,
+    event_file: Path | None,
+    event_type: str | None,
+    action_input: str | None,
+) -> Any:
+    if flow_file is None:
+        raise click.UsageError("name a FLOW file, or an action with --action NAME")
+    if (event_file is None) == (event_type is None):
+        raise click.UsageError("give either --event FILE or --event-type TYPE")
+    if action_input is not None:
+        raise click.UsageError("--input goes with --action")
+
+    def load() -> tuple[Any, dict[str, Any] | None]:
+        flow = load_flow(flow_file.resolve())
+        event = json.loads(event_file.read_text("utf-8")) if event_file else None
+        return flow, event
+
+    return load
+
+
+def _check_action_usage(
+    flow_file: Path | None,
+    event_file: Path | None,
+    event_type: str | None,
+    action_input: str | None,
+) -> None:
+    if flow_file is not None:
+        raise click.UsageError("give a FLOW file or --action NAME, not both")
+    if event_file is not None or event_type is not None:
+        raise click.UsageError("an action takes --input JSON, not an event")
+    if action_input is None:
+        raise click.UsageError("--action needs --input JSON, the action's body")
+
+
+def _action_data(action_input: str | None) -> dict[str, Any]:
+    try:
+        data = json.loads(action_input or "")
+    except ValueError as exc:
+        raise click.UsageError(f"--input is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise click.UsageError("--input must be a JSON object, e.g. '{\"orderId\": 1}'")
+    return data
+
+
+def _dry_run(
+    settings: Settings,
+    action_name: str | None,
+    subject: Any,
+    row: tuple[str | None, int | None, int | None],
+    user_id: str | None,
+    fixtures: Any,
+    fixtures_name: str,
+    as_json: bool,
+) -> bool:
     from actionflow.engine import db
     from actionflow.engine.orderlink import order_table
     from actionflow.engine.services import Services
 
+    from .auth import Principal
     from .dryrun import dry_run_flow, event_for_row
+    from .dryrun_action import ADMIN, dry_run_action
 
-    if (event_file is None) == (event_type is None):
-        raise click.UsageError("give either --event FILE or --event-type TYPE")
-    settings = _settings(config)
-    try:
-        flow = load_flow(flow_file.resolve())
-        event = json.loads(event_file.read_text("utf-8")) if event_file else None
-    except FlowError as exc:
-        click.echo(_problem_line(exc), err=True)
-        sys.exit(1)
-    except ValueError as exc:
-        raise click.ClickException(f"{event_file} is not valid JSON: {exc}") from None
     engine = db.create_db_engine(settings.database_url)
     try:
         db.prepare(engine)
-        if event is None:
-            assert event_type is not None
-            event = event_for_row(engine, event_type, order_id, payment_id)
-        # No Stripe in a dry run: only the linked order table is handed over.
+        # Only the linked order table is handed over: Stripe is the stand-in.
         services = Services(None, order_table(engine, settings.order_link))
-        ok = dry_run_flow(engine, flow, event, services, as_json=as_json)
+        if action_name is not None:
+            principal = Principal(user_id, "user") if user_id else ADMIN
+            return dry_run_action(
+                engine,
+                settings,
+                services,
+                action_name,
+                subject,
+                principal=principal,
+                fixtures=fixtures,
+                fixtures_name=fixtures_name,
+                as_json=as_json,
+            )
+        flow, event = subject
+        if event is None:
+            event = event_for_row(engine, *row)
+        return dry_run_flow(
+            engine,
+            flow,
+            event,
+            services,
+            as_json=as_json,
+            fixtures=fixtures,
+            fixtures_name=fixtures_name,
+        )
     except ActionflowError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         engine.dispose()
-    sys.exit(0 if ok else 1)
 
 
 # Commands kept in modules of their own are imported only when they are run:

@@ -1,12 +1,17 @@
 """Dry runs: a flow runs against the real database, and every write is rolled back.
 
-Stripe calls are refused (no Stripe service is given to the run). The event is
-a file, or one built for a row of the database (`--event-type TYPE --order N`).
+Stripe is the dry-run stand-in (engine/stripe_standin.py): every request the
+run would make is recorded and answered from the fixtures or built from the
+request; nothing is sent, whatever keys are configured. The event is a file,
+or one built for a row of the database (`--event-type TYPE --order N`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import click
@@ -17,9 +22,23 @@ from actionflow.engine.errors import ActionflowError
 from actionflow.engine.flow import Flow
 from actionflow.engine.jsonvalues import dumps
 from actionflow.engine.runner import RunResult, run_flow
-from actionflow.engine.tables import Payment
+from actionflow.engine.services import Services
+from actionflow.engine.steps.stripe import answer_schema
+from actionflow.engine.stripe_standin import (
+    DryRunStripe,
+    Fixtures,
+    Lookup,
+    StripeRequest,
+    check_fixtures,
+)
+from actionflow.engine.tables import Payment, RecurringPayment, Refund, Setting
 
 PAYMENTS = Payment.__table__  # type: ignore[attr-defined]
+RECURRING = RecurringPayment.__table__  # type: ignore[attr-defined]
+REFUNDS = Refund.__table__  # type: ignore[attr-defined]
+SETTINGS = Setting.__table__  # type: ignore[attr-defined]
+# Before the first `serve` a database has no installation id yet.
+NO_INSTALLATION = "new"
 
 
 class _RollBack(Exception):
@@ -30,30 +49,65 @@ def dry_run_flow(
     engine: Engine,
     flow: Flow,
     event: dict[str, Any],
-    services: Any = None,
+    services: Services | None = None,
     *,
     as_json: bool = False,
+    fixtures: Fixtures | None = None,
+    fixtures_name: str = "fixtures",
 ) -> bool:
-    """Run `flow` on `event`, print what happened, write nothing; False if it failed."""
+    """Run `flow` on `event`, print what happened, write nothing; False if it failed.
+
+    Stripe steps talk to the dry-run stand-in, answered from `fixtures`, which
+    are checked against the steps' declared outputs first (FixtureError).
+    """
+    check_fixtures(fixtures or {}, stripe_steps(flow), fixtures_name)
+    stripe = DryRunStripe(fixtures, lookup=database_lookup(engine))
+    services = replace(
+        services or Services(), gateway=stripe, installation=installation(engine)
+    )
+    run_key = event.get("id") if isinstance(event.get("id"), str) else None
     result: RunResult | None = None
     try:
         with db.write(engine) as connection:
-            result = run_flow(flow, connection, event=event, services=services)
+            result = run_flow(
+                flow, connection, event=event, services=services, run_key=run_key
+            )
             raise _RollBack
     except _RollBack:
         pass
     assert result is not None
-    if as_json:
-        click.echo(json.dumps(json.loads(dumps(report(result))), indent=2))
-    else:
-        _print(result)
+    show(result, stripe.requests, as_json=as_json)
     return result.status != "failed"
 
 
-def report(result: RunResult) -> dict[str, Any]:
-    """What a dry run did, as data: for `--json` and for scripts."""
+def show(
+    result: RunResult,
+    requests: Sequence[StripeRequest],
+    *,
+    as_json: bool,
+    kind: str = "flow",
+) -> None:
+    """Print the plan, as text or as JSON."""
+    if as_json:
+        data = report(result, requests, kind=kind)
+        click.echo(json.dumps(json.loads(dumps(data)), indent=2))
+    else:
+        _print(result, requests, kind=kind)
+
+
+def report(
+    result: RunResult,
+    requests: Sequence[StripeRequest] = (),
+    *,
+    kind: str = "flow",
+) -> dict[str, Any]:
+    """What a dry run did, as data: for `--json` and for scripts.
+
+    `kind` is flow, or action for a dry run of an action (whose name is then
+    under `action`, and whose answer is its `outputs`).
+    """
     return {
-        "flow": result.flow,
+        kind: result.flow,
         "status": result.status,
         "reason": result.reason,
         "error": str(result.error) if result.error is not None else None,
@@ -63,6 +117,94 @@ def report(result: RunResult) -> dict[str, Any]:
             for change in result.changes
         ],
         "outputs": result.outputs,
+        "stripe_requests": [request.as_dict() for request in requests],
+    }
+
+
+def stripe_steps(flow: Flow) -> dict[str, dict[str, Any]]:
+    """The steps of `flow` that call Stripe, and the schema of each one's answer."""
+    raw_steps = flow.document.data.get("steps", []) if flow.document else []
+    schemas = {}
+    for position, step in enumerate(flow.steps):
+        raw = raw_steps[position] if position < len(raw_steps) else {}
+        literal = raw.get("with") if isinstance(raw.get("with"), dict) else {}
+        schema = answer_schema(step.use, literal)
+        if schema is not None:
+            schemas[step.id] = schema
+    return schemas
+
+
+def installation(engine: Engine) -> str:
+    """The database's installation id, read without generating one."""
+    with db.read(engine) as connection:
+        found = connection.execute(
+            select(SETTINGS.c.value).where(SETTINGS.c.name == "installation_id")
+        ).scalar_one_or_none()
+    return str(found)[:16] if found else NO_INSTALLATION
+
+
+# A payment's status, as the status of its PaymentIntent.
+_INTENT_STATUS = {
+    "pending": "requires_payment_method",
+    "failed": "requires_payment_method",
+    "canceled": "canceled",
+    "processing": "processing",
+}
+
+
+def database_lookup(engine: Engine) -> Lookup:
+    """What the payment tables know of a Stripe object: the stand-in's defaults."""
+
+    def lookup(kind: str, object_id: str) -> dict[str, Any] | None:
+        with db.read(engine) as connection:
+            if kind == "payment_intent":
+                query = select(PAYMENTS).where(
+                    PAYMENTS.c.stripe_payment_intent_id == object_id
+                )
+            elif kind == "subscription":
+                query = select(RECURRING).where(
+                    RECURRING.c.stripe_subscription_id == object_id
+                )
+            elif kind == "refund":
+                query = select(REFUNDS).where(REFUNDS.c.stripe_refund_id == object_id)
+            else:
+                return None
+            row = connection.execute(query.limit(1)).mappings().first()
+        return _known(kind, dict(row)) if row is not None else None
+
+    return lookup
+
+
+def _known(kind: str, row: dict[str, Any]) -> dict[str, Any]:
+    if kind == "payment_intent":
+        return {
+            "amount": row["amount"],
+            "currency": row["currency"],
+            "status": _INTENT_STATUS.get(row["status"], "succeeded"),
+            "metadata": {
+                "order_id": str(row["order_id"]),
+                "payment_id": str(row["id"]),
+            },
+        }
+    if kind == "subscription":
+        end = row["current_period_end"]
+        return {
+            "status": row["status"],
+            "customer": row["stripe_customer_id"],
+            "price": row["stripe_price_id"],
+            "current_period_end": int(end.timestamp())
+            if isinstance(end, datetime)
+            else None,
+            "metadata": {
+                "order_id": str(row["order_id"]),
+                "recurring_payment_id": str(row["id"]),
+                "user_id": str(row["user_id"]),
+            },
+        }
+    return {
+        "amount": row["amount"],
+        "currency": row["currency"],
+        "status": row["status"],
     }
 
 
@@ -93,8 +235,10 @@ def event_for_row(
     return sample_events.build(kind, dict(row))
 
 
-def _print(result: RunResult) -> None:
-    click.echo(f"flow {result.flow}: {result.status} (dry run, nothing was written)")
+def _print(
+    result: RunResult, requests: Sequence[StripeRequest] = (), kind: str = "flow"
+) -> None:
+    click.echo(f"{kind} {result.flow}: {result.status} (dry run, nothing was written)")
     width = max((len(step.step) for step in result.trace), default=0)
     for step in result.trace:
         reason = f"  {step.reason}" if step.reason else ""
@@ -111,9 +255,24 @@ def _print(result: RunResult) -> None:
         click.echo(
             f"  would update {change.table} {change.after.get('id')}: {dumps(changed)}"
         )
+    for request in requests:
+        click.echo(f"  would call Stripe: {stripe_line(request)}")
     if result.error is not None:
         click.echo(f"  error: {result.error}")
     if result.outputs is not None:
         click.echo(
             f"  outputs: {json.dumps(json.loads(dumps(result.outputs)), indent=None)}"
         )
+
+
+def stripe_line(request: StripeRequest) -> str:
+    """One request to Stripe: method, path, idempotency key, parameters, answer."""
+    key = request.idempotency_key or "-"
+    answer = request.response.get("error", {}).get("type") or request.response.get(
+        "status", "ok"
+    )
+    return (
+        f"{request.method} {request.path} key={key} params={dumps(request.params)} "
+        f"[{request.step} attempt {request.attempt}: {answer}, "
+        f"{request.answered_from}]"
+    )
