@@ -295,16 +295,20 @@ def dry_run(
     from actionflow.engine.stripe_standin import load_fixtures
 
     if action_name is None:
-        flow_source = _flow_source(flow_file, event_file, event_type, action_input)
+        _check_flow_usage(flow_file, event_file, event_type, action_input, user_id)
     else:
         _check_action_usage(flow_file, event_file, event_type, action_input)
-    if user_id is not None and action_name is None:
-        raise click.UsageError("--user goes with --action")
     settings = _settings(config)
+    subject: Any
     try:
         fixtures = load_fixtures(fixtures_file) if fixtures_file else None
-        if action_name is None:
-            flow, event = flow_source()
+        if action_name is not None:
+            subject = _action_data(action_input)
+        else:
+            assert flow_file is not None  # checked above
+            flow = load_flow(flow_file.resolve())
+            event = json.loads(event_file.read_text("utf-8")) if event_file else None
+            subject = (flow, event)
     except FlowError as exc:
         click.echo(_problem_line(exc), err=True)
         sys.exit(1)
@@ -315,7 +319,7 @@ def dry_run(
     ok = _dry_run(
         settings,
         action_name,
-        _action_data(action_input) if action_name else (flow, event),
+        subject,
         (event_type, order_id, payment_id),
         user_id,
         fixtures,
@@ -325,25 +329,19 @@ def dry_run(
     sys.exit(0 if ok else 1)
 
 
-def _flow_source(
+def _check_flow_usage(
     flow_file: Path | None,
     event_file: Path | None,
     event_type: str | None,
     action_input: str | None,
-) -> Any:
+    user_id: str | None,
+) -> None:
     if flow_file is None:
         raise click.UsageError("name a FLOW file, or an action with --action NAME")
     if (event_file is None) == (event_type is None):
         raise click.UsageError("give either --event FILE or --event-type TYPE")
-    if action_input is not None:
-        raise click.UsageError("--input goes with --action")
-
-    def load() -> tuple[Any, dict[str, Any] | None]:
-        flow = load_flow(flow_file.resolve())
-        event = json.loads(event_file.read_text("utf-8")) if event_file else None
-        return flow, event
-
-    return load
+    if action_input is not None or user_id is not None:
+        raise click.UsageError("--input and --user go with --action")
 
 
 def _check_action_usage(
@@ -408,7 +406,9 @@ def _dry_run(
             )
         flow, event = subject
         if event is None:
-            event = event_for_row(engine, *row)
+            kind, order_id, payment_id = row
+            assert kind is not None  # the usage check asked for it
+            event = event_for_row(engine, kind, order_id, payment_id)
         return dry_run_flow(
             engine,
             flow,
