@@ -9,6 +9,7 @@ or one built for a row of the database (`--event-type TYPE --order N`).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -22,6 +23,8 @@ from actionflow.engine.errors import ActionflowError
 from actionflow.engine.flow import Flow
 from actionflow.engine.jsonvalues import dumps
 from actionflow.engine.runner import RunResult, run_flow
+from actionflow.engine.secrets import ENV_PREFIX as SECRET_PREFIX
+from actionflow.engine.secrets import Secrets
 from actionflow.engine.services import Services
 from actionflow.engine.steps.stripe import answer_schema
 from actionflow.engine.stripe_standin import (
@@ -76,8 +79,28 @@ def dry_run_flow(
     except _RollBack:
         pass
     assert result is not None
-    show(result, stripe.requests, as_json=as_json)
+    show(result, _redacted(stripe.requests), as_json=as_json)
     return result.status != "failed"
+
+
+def _redacted(requests: list[StripeRequest]) -> list[StripeRequest]:
+    """The requests with every flow secret that is set replaced, wherever it shows.
+
+    A step may pass `secret('NAME')` to Stripe; the run's own redaction does
+    not reach the stand-in's record, so every secret a flow could read is
+    masked here.
+    """
+    vault = Secrets()
+    vault.revealed = {
+        value
+        for name, value in os.environ.items()
+        if name.startswith(SECRET_PREFIX) and value
+    }
+    for request in requests:
+        request.params = vault.redact(request.params)
+        request.response = vault.redact(request.response)
+        request.idempotency_key = vault.redact(request.idempotency_key)
+    return requests
 
 
 def show(

@@ -872,3 +872,29 @@ def test_a_flow_fixture_that_does_not_fit_the_step_is_refused_with_its_attempt(
     ) in result.output
     with db.read(engine) as connection:
         assert connection.execute(select(PAYMENTS)).first() is None
+
+
+def test_a_secret_a_stripe_step_sends_is_redacted_in_the_plan(
+    dry_run: DryRun,
+    engine: Engine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ACTIONFLOW_SECRET_CRM_TOKEN", "crm-token-value-1234")
+    _paid_payment(engine)
+    flow, event = _flow_files(tmp_path)
+    Path(flow).write_text(
+        REFUND_FLOW.replace(
+            'metadata: {payment_id: "{{ steps.payment.row.id | string }}"}',
+            "metadata: {crm: \"{{ secret('CRM_TOKEN') }}\"}",
+        )
+    )
+
+    result, plan = dry_run(flow, "--event", event, "--json")
+
+    assert result.exit_code == 0, result.output
+    assert "crm-token-value-1234" not in result.output
+    assert plan is not None
+    [request] = plan["stripe_requests"]
+    assert request["params"]["metadata"] == {"crm": "[redacted]"}
+    assert request["response"]["metadata"] == {"crm": "[redacted]"}
