@@ -303,6 +303,38 @@ def test_without_fixtures_the_payment_intent_is_built_from_the_request(
     assert '"stripePaymentIntentId": "pi_dryrun_1"' in result.output
 
 
+def test_an_open_payment_is_reused_after_reading_its_intent_as_the_tables_know_it(
+    dry_run: DryRun, engine: Engine
+) -> None:
+    _order(engine)
+    values = {**PAID, "status": "pending", "amount_received": None}
+    values.update(stripe_payment_intent_id="pi_open", created_at=T0, updated_at=T0)
+    with db.write(engine) as connection:
+        connection.execute(insert(PAYMENTS).values(values))
+
+    result, plan = dry_run(
+        "--action",
+        "stripe-payment",
+        "--input",
+        '{"orderId": 1, "currency": "usd", "amount": 1099}',
+        "--json",
+    )
+
+    assert result.exit_code == 0, result.output
+    assert plan is not None
+    assert plan["changes"] == []
+    assert plan["outputs"]["stripePaymentIntentId"] == "pi_open"
+    [request] = plan["stripe_requests"]
+    assert (request["step"], request["method"], request["path"]) == (
+        "retrieve_payment_intent",
+        "GET",
+        "/v1/payment_intents/pi_open",
+    )
+    assert request["idempotency_key"] is None
+    assert request["answered_from"] == "default"
+    assert request["response"]["metadata"] == {"order_id": "1", "payment_id": "1"}
+
+
 REFUND = {
     "id": "re_planned",
     "object": "refund",
