@@ -36,7 +36,8 @@ from actionflow.engine.tables import FLOW_TABLES
 from .actions import ACTIONS
 from .auth import Principal
 from .config import Settings
-from .dryrun import database_lookup, installation, show
+from .dryrun import show
+from .dryrun_stripe import database_lookup, installation
 from .http import ApiError
 from .runtime import Runtime
 
