@@ -240,8 +240,11 @@ def test_the_stripe_steps_create_refund_subscribe_cancel_and_read_in_localstripe
     )
     _confirm_as_the_browser(localstripe, intent["id"], SUCCEEDS)
     paid = {"id": intent["id"], "object": "payment_intent", "customer": customer}
-    event = {"id": "evt_paid", "type": "payment_intent.succeeded"}
-    event["data"] = {"object": paid}
+    event = {
+        "id": "evt_paid",
+        "type": "payment_intent.succeeded",
+        "data": {"object": paid},
+    }
 
     result = _run(
         sqlite_engine, _flow(tmp_path, LIFECYCLE, "Lifecycle"), event, Services(gateway)
