@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine
 
 from actionflow.engine import db
+from actionflow.engine.errors import FlowError
 from actionflow.engine.flow import Flow, load_flow
 from actionflow.engine.runner import RunResult, run_flow
 from actionflow.engine.services import Services
@@ -260,3 +261,15 @@ def test_the_stripe_steps_create_refund_subscribe_cancel_and_read_in_localstripe
     assert outputs["intent"] == [1000, "succeeded"]
     refunds = stripe_get(localstripe, "/v1/refunds")["data"]
     assert [refund["amount"] for refund in refunds] == [400]
+
+
+def test_a_field_a_stripe_step_does_not_declare_is_refused_before_a_run(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(FlowError) as caught:
+        _flow(tmp_path, CHARGE.replace("steps.charge.status", "steps.charge.stauts"))
+
+    assert "step 'charge' (stripe.payment_intent.create) has no output 'stauts'" in (
+        str(caught.value)
+    )
+    assert "did you mean 'status'" in str(caught.value)
