@@ -930,3 +930,21 @@ def test_a_secret_a_stripe_step_sends_is_redacted_in_the_plan(
     [request] = plan["stripe_requests"]
     assert request["params"]["metadata"] == {"crm": "[redacted]"}
     assert request["response"]["metadata"] == {"crm": "[redacted]"}
+
+
+def test_json_fixtures_are_read_too_and_a_fractional_amount_is_refused(
+    dry_run: DryRun, engine: Engine, tmp_path: Path
+) -> None:
+    flow, event = _flow_files(tmp_path)
+    fixtures = tmp_path / "fixtures.json"
+    fixtures.write_text(
+        '{"refund": {"id": "re_1", "object": "refund", '
+        '"amount": 100.0, "status": "succeeded"}}'
+    )
+
+    result, _ = dry_run(flow, "--event", event, "--fixtures", str(fixtures))
+
+    assert result.exit_code == 1
+    assert (
+        "step 'refund', answer: /amount: Decimal('100.0') is not of type 'integer'"
+    ) in result.output
