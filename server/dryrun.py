@@ -8,30 +8,45 @@ an extension that fails is rolled back alone (production retries it later) and
 the flows before it stand. Either failure fails the plan: the exit code says
 so, and the plan names the flow, the step and the reason.
 
-Nothing leaves the process. Stripe calls are refused (no Stripe service is
-given to the run). Notifications are queued in the rolled-back transaction and
-noted in the plan: mail, webhook calls and log lines are shown, not sent.
+Nothing leaves the process. Stripe is the dry-run stand-in
+(engine/stripe_standin.py): every request a run would make is recorded and
+answered from the fixtures, or built from the request; nothing is sent,
+whatever keys are configured. Notifications are queued in the rolled-back
+transaction and noted in the plan: mail, webhook calls and log lines are
+shown, not sent.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import click
 from sqlalchemy import Connection, Engine, select
 
 from actionflow.engine import db, sample_events
 from actionflow.engine.errors import ActionflowError
 from actionflow.engine.flow import Flow, FlowSet
 from actionflow.engine.inbox import older_than_applied
+from actionflow.engine.jsonvalues import dumps
 from actionflow.engine.notifyconfig import NotifySettings
 from actionflow.engine.redact import redact
 from actionflow.engine.runner import RunResult, run_flow
 from actionflow.engine.secrets import ENV_PREFIX
 from actionflow.engine.services import DryRunCapture, Services
+from actionflow.engine.stripe_standin import (
+    DryRunStripe,
+    Fixtures,
+    StripeRequest,
+    check_fixtures,
+)
 from actionflow.engine.tables import Payment
+
+from . import plan as plan_text
+from .dryrun_stripe import database_lookup, installation, redacted, stripe_steps
 
 PAYMENTS = Payment.__table__  # type: ignore[attr-defined]
 DRY_RUN_KEY = "dry-run"  # the run key of an event that has no id
@@ -47,6 +62,7 @@ class Part:
 
     result: RunResult
     after: str | None = None
+    requests: list[StripeRequest] = field(default_factory=list)
 
 
 @dataclass
@@ -109,19 +125,34 @@ def plan_event(
     check_order: bool = True,
     prepare: Callable[[Connection], None] | None = None,
     secrets: list[str | None] | None = None,
+    fixtures: Fixtures | None = None,
+    fixtures_name: str = "fixtures",
 ) -> dict[str, Any]:
     """Run `event` along `path` in a transaction that is rolled back; the plan.
 
     `prepare` runs first in the same transaction (a replay puts back the rows
-    the event changed when it was processed).
+    the event changed when it was processed). Stripe steps talk to the dry-run
+    stand-in, answered from `fixtures`, which are checked first against the
+    declared outputs of the steps they name (FixtureError).
     """
+    schemas: dict[str, dict[str, Any]] = {}
+    for flow in [*flows.by_name.values(), *path.roots]:
+        schemas.update(stripe_steps(flow))
+    check_fixtures(fixtures or {}, schemas, fixtures_name)
+    stripe = DryRunStripe(fixtures, lookup=database_lookup(engine))
     capture = DryRunCapture(
         webhooks_configured=bool(
             services.notify and services.notify.webhooks.allow_hosts
         )
     )
-    services = replace(services, dry_run=capture, notify=_notify(services.notify))
-    walk = _Walk(flows, event, services, capture, path)
+    services = replace(
+        services,
+        dry_run=capture,
+        notify=_notify(services.notify),
+        gateway=stripe,
+        installation=installation(engine),
+    )
+    walk = _Walk(flows, event, services, capture, path, stripe)
     try:
         with db.write(engine) as connection:
             if prepare is not None:
@@ -148,7 +179,9 @@ class _Walk:
         services: Services,
         capture: DryRunCapture,
         path: EventPath,
+        stripe: DryRunStripe,
     ) -> None:
+        self.stripe = stripe
         self.flows = flows
         self.event = event
         self.services = services
@@ -199,6 +232,7 @@ class _Walk:
         self, connection: Connection, flow: Flow, after: str | None = None, **given: Any
     ) -> RunResult:
         noted = len(self.capture.notifications)
+        asked = len(self.stripe.requests)
         result = run_flow(
             flow,
             connection,
@@ -207,7 +241,8 @@ class _Walk:
             run_key=self.run_key,
             **given,
         )
-        self.parts.append(Part(result, after))
+        requests = redacted(self.stripe.requests[asked:])
+        self.parts.append(Part(result, after, requests))
         if result.status == "failed":
             # Its queued mail and webhook calls roll back with it; log lines
             # were written as the steps ran.
@@ -238,7 +273,7 @@ class _Walk:
 
 
 def _run_report(part: Part) -> dict[str, Any]:
-    data = report(part.result)
+    data = report(part.result, part.requests)
     data["after"] = part.after
     if part.result.status == "failed":
         # Its writes roll back with it: they would not happen.
@@ -247,16 +282,42 @@ def _run_report(part: Part) -> dict[str, Any]:
     return data
 
 
-def report(result: RunResult) -> dict[str, Any]:
-    """What one run of a dry run did, as data."""
+def show(
+    result: RunResult,
+    requests: Sequence[StripeRequest],
+    *,
+    as_json: bool,
+    kind: str = "flow",
+    color: bool | None = None,
+) -> None:
+    """Print one run's plan (an action's, say), as text or as JSON."""
+    data = _scrubbed(report(result, redacted(list(requests)), kind=kind), [])
+    if as_json:
+        click.echo(json.dumps(json.loads(dumps(data)), indent=2))
+    else:
+        plan_text.render(data, color=color)
+
+
+def report(
+    result: RunResult,
+    requests: Sequence[StripeRequest] = (),
+    *,
+    kind: str = "flow",
+) -> dict[str, Any]:
+    """What one run of a dry run did, as data.
+
+    `kind` is flow, or action for a dry run of an action (whose name is then
+    under `action`, and whose answer is its `outputs`).
+    """
     return {
-        "flow": result.flow,
+        kind: result.flow,
         "status": result.status,
         "reason": result.reason,
         "error": str(result.error) if result.error is not None else None,
         "steps": [step.as_dict() for step in result.trace],
         "changes": [change.as_dict() for change in result.changes],
         "outputs": result.outputs,
+        "stripe_requests": [request.as_dict() for request in requests],
     }
 
 

@@ -30,6 +30,7 @@ from actionflow.engine.inbox import EVENTS, RUNS
 from actionflow.engine.jsonvalues import dumps
 from actionflow.engine.outbox import OUTBOX
 from actionflow.engine.services import Services
+from actionflow.engine.stripe_standin import Fixtures
 from actionflow.engine.tables import FLOW_TABLES, DedupKey
 
 from .dryrun import EventPath, path_for, plan_event
@@ -46,6 +47,8 @@ def replay_event(
     *,
     target: Flow | None = None,
     secrets: list[str | None] | None = None,
+    fixtures: Fixtures | None = None,
+    fixtures_name: str = "fixtures",
 ) -> dict[str, Any]:
     """The plan for stored event `key` (evt_… or our id), with its differences."""
     with db.read(engine) as connection:
@@ -68,6 +71,8 @@ def replay_event(
         check_order=False,
         prepare=put_back,
         secrets=secrets,
+        fixtures=fixtures,
+        fixtures_name=fixtures_name,
     )
     plan["event"]["stored_id"] = event_row["id"]
     plan["recorded"] = {
