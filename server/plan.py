@@ -183,10 +183,24 @@ def _stripe_requests(requests: list[dict[str, Any]], indent: str = "") -> list[s
             line += f"  key {request['idempotency_key']}"
         if request.get("answered_from"):
             line += f"  answered from {request['answered_from']}"
+        answer = _answer(request.get("response"))
+        if answer:
+            line += f": {answer}"
         out.append(line)
         if request.get("params"):
             out.append(f"{indent}    {_json(request['params'])}")
     return [*out, ""] if not indent else out
+
+
+def _answer(response: Any) -> str:
+    """What Stripe's answer says, in a word: its status, or its error."""
+    if not isinstance(response, dict):
+        return ""
+    error = response.get("error")
+    if isinstance(error, dict):
+        return f"error {error.get('type') or error.get('code') or ''}".strip()
+    status = response.get("status")
+    return _status(str(status)) if status else ""
 
 
 def _notes(notes: list[str]) -> list[str]:
@@ -225,7 +239,7 @@ def _verdict(plan: dict[str, Any], runs: list[dict[str, Any]]) -> str:
 
 def _failure(run: dict[str, Any]) -> str:
     name = run.get("flow") or run.get("action")
-    kind = "extension" if run.get("after") else "flow"
+    kind = "extension" if run.get("after") else "action" if "action" in run else "flow"
     failed = [step for step in run.get("steps") or [] if step["outcome"] == "failed"]
     where = f" step {failed[-1]['step']}" if failed else ""
     return f"{kind} {name}{where}: {run.get('error')}"

@@ -93,7 +93,7 @@ def test_a_dry_run_of_a_failing_flow_exits_1_with_the_step_and_reason(
 def test_a_dry_run_needs_exactly_one_source_of_event(database_url: str) -> None:
     result = _run(database_url, FLOW)
     assert result.exit_code == 2
-    assert "give either --event FILE, --event-type TYPE or --replay" in result.output
+    assert "give either --event FILE, --event-type TYPE, --replay" in result.output
 
 
 def test_a_dry_run_refuses_an_event_file_that_is_not_an_event(

@@ -244,6 +244,7 @@ def test_the_payment_action_plans_its_payment_intent_and_keeps_nothing(
         "steps": [],
         "changes": [
             {
+                "step": None,
                 "table": "payment",
                 "before": None,
                 "after": {
@@ -257,7 +258,8 @@ def test_the_payment_action_plans_its_payment_intent_and_keeps_nothing(
         ],
         "outputs": {
             "paymentId": 1,
-            "clientSecret": "pi_planned_secret_planned",
+            # A client secret lets its holder pay: never printed.
+            "clientSecret": "[redacted]",
             "publishableKey": None,
             "stripePaymentIntentId": "pi_planned",
         },
@@ -274,7 +276,7 @@ def test_the_payment_action_plans_its_payment_intent_and_keeps_nothing(
                 },
                 "idempotency_key": f"af-{INSTALLATION}-payment-1",
                 "answered_from": "fixture",
-                "response": INTENT,
+                "response": {**INTENT, "client_secret": "[redacted]"},
             }
         ],
     }
@@ -293,12 +295,12 @@ def test_without_fixtures_the_payment_intent_is_built_from_the_request(
     )
 
     assert result.exit_code == 0, result.output
-    assert "action stripe-payment: succeeded (dry run" in result.output
+    assert "action stripe-payment  succeeded" in result.output
     assert (
-        "would call Stripe: POST /v1/payment_intents key=af-new-payment-1 "
-        'params={"amount":1099,"currency":"usd","metadata":{"order_id":"1",'
-        '"payment_id":"1"}} [create_payment_intent attempt 1: '
-        "requires_payment_method, default]"
+        "    POST /v1/payment_intents  [create_payment_intent attempt 1]  "
+        "key af-new-payment-1  answered from default: requires_payment_method\n"
+        '      {"amount": 1099, "currency": "usd", "metadata": {"order_id": "1", '
+        '"payment_id": "1"}}'
     ) in result.output
     assert '"stripePaymentIntentId": "pi_dryrun_1"' in result.output
 
@@ -399,6 +401,7 @@ def test_the_refund_action_plans_the_refund_and_the_refunded_total(
         "steps": [],
         "changes": [
             {
+                "step": None,
                 "table": "refund",
                 "before": None,
                 "after": {
@@ -409,6 +412,7 @@ def test_the_refund_action_plans_the_refund_and_the_refunded_total(
                 },
             },
             {
+                "step": None,
                 "table": "payment",
                 "before": PAID,
                 "after": {**PAID, "refunded_amount": 500},
@@ -455,6 +459,7 @@ def test_a_stripe_error_in_the_fixtures_plans_the_refused_refund(
     assert plan["error"] == f"refused with 400: {message}"
     [change] = _normalised(plan["changes"])
     assert change == {
+        "step": None,
         "table": "refund",
         "before": None,
         "after": {
@@ -515,6 +520,7 @@ def test_the_subscription_action_plans_the_customer_and_the_subscription(
         "steps": [],
         "changes": [
             {
+                "step": None,
                 "table": "recurring_payment",
                 "before": None,
                 "after": {
@@ -604,6 +610,7 @@ def test_the_cancel_action_plans_the_cancel_at_period_end_for_its_owner(
         "steps": [],
         "changes": [
             {
+                "step": None,
                 "table": "recurring_payment",
                 "before": SUBSCRIBED,
                 "after": {**SUBSCRIBED, "cancel_at_period_end": True},
@@ -645,12 +652,12 @@ def test_an_action_refused_to_another_user_is_a_failed_plan(
     )
 
     assert result.exit_code == 1
-    assert "action stripe-subscription-cancel: failed" in result.output
+    assert "action stripe-subscription-cancel  failed" in result.output
     assert (
         "error: refused with 403: this subscription belongs to another user"
         in result.output
     )
-    assert "would call Stripe" not in result.output
+    assert "Stripe requests" not in result.output
 
 
 @pytest.mark.parametrize(
@@ -735,7 +742,10 @@ def test_a_fixture_for_a_call_the_action_does_not_make_is_refused(
     ("arguments", "message"),
     [
         pytest.param(
-            [], "name a FLOW file, or an action with --action NAME", id="none"
+            [],
+            "give either --event FILE, --event-type TYPE, --replay EVENT_ID "
+            "or --action NAME",
+            id="none",
         ),
         pytest.param(
             ["--action", "stripe-refund"], "--action needs --input JSON", id="no-input"
@@ -822,6 +832,7 @@ def test_a_flow_with_a_stripe_step_gets_an_answer_built_from_its_request(
 
     assert result.exit_code == 0, result.output
     assert plan is not None
+    [plan] = plan["runs"]
     assert plan["outputs"] == {"refund": "re_dryrun_1", "currency": "usd"}
     assert [step["outcome"] for step in plan["steps"]] == ["ok", "ok", "ok"]
     [change] = plan["changes"]
@@ -879,8 +890,10 @@ def test_a_flow_plans_a_failed_first_attempt_and_its_retry_from_fixtures(
         "refund" in line and "retried" in line and "(APIError)" in line
         for line in lines
     )
-    assert "[refund attempt 1: api_error, fixture]" in result.output
-    assert "[refund attempt 2: succeeded, fixture]" in result.output
+    assert "[refund attempt 1]  key " in result.output
+    assert "answered from fixture: error api_error" in result.output
+    assert "[refund attempt 2]  key " in result.output
+    assert "answered from fixture: succeeded" in result.output
     assert 'outputs: {"currency": "usd", "refund": "re_second"}' in result.output
 
 
@@ -927,7 +940,7 @@ def test_a_secret_a_stripe_step_sends_is_redacted_in_the_plan(
     assert result.exit_code == 0, result.output
     assert "crm-token-value-1234" not in result.output
     assert plan is not None
-    [request] = plan["stripe_requests"]
+    [request] = plan["runs"][0]["stripe_requests"]
     assert request["params"]["metadata"] == {"crm": "[redacted]"}
     assert request["response"]["metadata"] == {"crm": "[redacted]"}
 
