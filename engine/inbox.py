@@ -506,7 +506,7 @@ def _claim(connection: Connection, table: Any, most: int) -> list[dict[str, Any]
 # SQLite has one writer at a time: a batch only saves commits. On PostgreSQL,
 # several workers run side by side, and a batch would hold its row locks (and
 # the change log's lock) for longer, so each event keeps its own transaction.
-SQLITE_BATCH = 32
+SQLITE_BATCH = 16
 
 
 def _default_batch(engine: Engine) -> int:
