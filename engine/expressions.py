@@ -142,7 +142,7 @@ class Template(Compiled):
             template.blocks,
             globals=self._globals,
         )
-        return str(SANDBOX.concat(template.root_render_func(state)))  # type: ignore[attr-defined]
+        return str(SANDBOX.concat(template.root_render_func(state)))
 
 
 class MappingValue(Compiled):

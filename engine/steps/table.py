@@ -296,7 +296,7 @@ def _update_by_id(table: Table, names: tuple[str, ...]) -> Any:
 def _select_where(
     table: Table, shape: tuple[tuple[str, bool], ...], for_update: bool
 ) -> Any:
-    clauses = []
+    clauses: list[Any] = []
     for number, (name, many) in enumerate(shape):
         column = table.c[name]
         if many:
