@@ -31,7 +31,6 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,6 @@ from sqlalchemy import Engine, insert
 
 from actionflow.engine import db
 from actionflow.engine.flow import EXAMPLE_FLOWS
-from actionflow.engine.tables import Refund
 from actionflow.server.cli import main
 from actionflow.server.config import EXAMPLE_TEMPLATES
 from tests.localstripe import SECRET_KEY
@@ -58,7 +56,6 @@ from tests.server.test_dry_run_stripe import (
     T0,
     TIME,
     _installed,
-    _normalised,
     _order,
     _paid_payment,
     _state,
@@ -67,7 +64,6 @@ from tests.server.test_dry_run_stripe import (
 from tests.stripe_events import event, stripe_object
 from tests.stripe_fake import FakeStripe
 
-REFUNDS = Refund.__table__  # type: ignore[attr-defined]
 PI = "pi_1PgafyB7WZ01zgkWSjxsAJo3"  # Stripe's example PaymentIntent
 SUB = "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw"  # Stripe's example subscription
 CUSTOMER = "cus_QXg1o8vcGmoR32"
@@ -108,17 +104,19 @@ class Outside:
 
     stripe: FakeStripe
     smtp: SmtpServer
+    watcher: SmtpWatcher  # the SMTP server's handler
     config: Path
 
     def untouched(self) -> None:
         assert self.stripe.seen == [], "the dry run sent requests to Stripe"
-        assert self.smtp.catcher.mails == [], "the dry run sent mail"
-        assert self.smtp.catcher.greetings == [], "the dry run opened an SMTP session"
+        assert self.watcher.mails == [], "the dry run sent mail"
+        assert self.watcher.greetings == [], "the dry run opened an SMTP session"
 
 
 @pytest.fixture
 def outside(tmp_path: Path) -> Iterator[Outside]:
-    smtp = start_smtp(SmtpWatcher())
+    watcher = SmtpWatcher()
+    smtp = start_smtp(watcher)
     config = tmp_path / "actionflow.yaml"
     config.write_text(
         f"flows: [{EXAMPLE_FLOWS}]\n"
@@ -131,7 +129,7 @@ def outside(tmp_path: Path) -> Iterator[Outside]:
     )
     try:
         with FakeStripe(SECRET_KEY) as stripe:
-            yield Outside(stripe, smtp, config)
+            yield Outside(stripe, smtp, watcher, config)
     finally:
         smtp.controller.stop()
 
@@ -288,7 +286,7 @@ def run_of(
 
 
 def change(
-    step: str, table: str, before: dict[str, Any] | None, after: dict[str, Any]
+    step: str | None, table: str, before: dict[str, Any] | None, after: dict[str, Any]
 ) -> dict[str, Any]:
     return {"step": step, "table": table, "before": before, "after": after}
 
@@ -786,7 +784,7 @@ NEW_PAYMENT = {
 }
 PAYMENT_ACTION = action_plan(
     "stripe-payment",
-    [change(None, "payment", None, NEW_PAYMENT)],  # type: ignore[arg-type]
+    [change(None, "payment", None, NEW_PAYMENT)],
     {
         "paymentId": 1,
         "clientSecret": "[redacted]",  # lets its holder pay: never printed
@@ -811,7 +809,7 @@ REFUND_ACTION = action_plan(
     "stripe-refund",
     [
         change(
-            None,  # type: ignore[arg-type]
+            None,
             "refund",
             None,
             {
@@ -828,7 +826,7 @@ REFUND_ACTION = action_plan(
                 "updated_at": TIME,
             },
         ),
-        change(None, "payment", PAID, {**PAID, "refunded_amount": 500}),  # type: ignore[arg-type]
+        change(None, "payment", PAID, {**PAID, "refunded_amount": 500}),
     ],
     {
         "refundId": 1,
@@ -856,7 +854,7 @@ SUBSCRIPTION_ACTION = action_plan(
     "stripe-subscription",
     [
         change(
-            None,  # type: ignore[arg-type]
+            None,
             "recurring_payment",
             None,
             {
@@ -905,7 +903,7 @@ CANCEL_ACTION = action_plan(
     "stripe-subscription-cancel",
     [
         change(
-            None,  # type: ignore[arg-type]
+            None,
             "recurring_payment",
             SUBSCRIBED,
             {**SUBSCRIBED, "cancel_at_period_end": True},
