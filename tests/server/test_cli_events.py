@@ -201,6 +201,7 @@ def test_runs_show_lists_each_step_with_its_outcome_and_duration(
         ["unknown_intent", "stop", "skipped"],
         ["order", "table.get", "skipped"],
         ["unknown_order", "stop", "skipped"],
+        ["order_amount", "money.minor_units", "skipped"],
         ["created", "table.insert", "skipped"],
         ["the", "set", "ok"],
         ["already_settled", "stop", "skipped"],
