@@ -180,6 +180,34 @@ def test_charge_refunded_in_the_old_shape_records_the_refund_it_lists(
     assert _one(engine, PAYMENTS, payment_id)["refunded_amount"] == 250
 
 
+def test_a_charge_listing_several_refunds_records_each_even_after_a_newer_event(
+    engine: Engine, processor: Processor
+) -> None:
+    """The older event is skipped (per-object order); the newer lists both."""
+    order_id, payment_id = _paid_payment(engine)
+    first = _refund("re_a", 600)
+    second = _refund("re_b", 400)
+    newer = event(
+        "charge.refunded",
+        _charge_with_refunds(second, first),
+        api_version=OLD_API,
+        created=2_000_000_010,
+    )
+    older = event(
+        "charge.refunded",
+        _charge_with_refunds(first),
+        api_version=OLD_API,
+        created=2_000_000_000,
+    )
+
+    _deliver(engine, processor, newer, older)
+
+    rows = {row["stripe_refund_id"]: row["amount"] for row in _all(engine, REFUNDS)}
+    assert rows == {"re_a": 600, "re_b": 400}
+    assert _one(engine, PAYMENTS, payment_id)["refunded_amount"] == 1000
+    assert _one(engine, ORDERS, order_id)["status"] == "refunded"
+
+
 def test_charge_refunded_without_a_refund_list_is_handled_and_writes_nothing(
     engine: Engine, processor: Processor
 ) -> None:

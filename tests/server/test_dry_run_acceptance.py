@@ -429,6 +429,7 @@ REFUND_PLAN = plan_of(
                 no("no_intent", "stop"),
                 ok("payment", "table.get"),
                 no("unknown_payment", "stop"),
+                no("other_listed", "foreach"),
                 ok("by_stripe_id", "table.get"),
                 no("by_metadata", "table.get"),
                 ok("existing", "set"),
