@@ -15,9 +15,11 @@ from click.testing import CliRunner, Result
 from sqlalchemy import select
 
 from actionflow.engine import db
+from actionflow.engine.errors import ConfigError
 from actionflow.engine.tables import Payment
 from actionflow.server.app import build_runtime
 from actionflow.server.cli import main
+from actionflow.server.config import load_settings
 from tests.conftest import POSTGRES_URL, WEBHOOK_SECRET, LiveServer, server_settings
 
 FLOW = str(
@@ -314,3 +316,21 @@ def test_an_order_price_written_plainly_is_stored_as_written(
         assert answer.status_code == 201, answer.text
         stored = client.get(f"/orders/{answer.json()['id']}").json()
     assert Decimal(stored["price"]) == Decimal("10.00")
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        pytest.param("ACTIONFLOW_RETRY_CAP_SECONDS", "nan", id="nan"),
+        pytest.param("ACTIONFLOW_RETRY_CAP_SECONDS", "inf", id="infinity"),
+        pytest.param("ACTIONFLOW_RETRY_BASE_SECONDS", "1_0", id="underscore"),
+        pytest.param("ACTIONFLOW_RETRY_ATTEMPTS", "\u0663", id="arabic-indic-digit"),
+    ],
+)
+def test_a_retry_setting_not_written_plainly_is_refused(
+    variable: str, raw: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(variable, raw)
+    with pytest.raises(ConfigError, match=f"{variable} must be a positive number"):
+        load_settings(None)
