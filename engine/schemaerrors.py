@@ -131,10 +131,11 @@ _LONGEST_QUOTE = 60
 
 def _message(error: ValidationError) -> str:
     """jsonschema's message, without quoting more of the file than helps."""
+    message = str(error.message)
     quoted = repr(error.instance)
-    if not _too_long(error.instance) or quoted not in error.message:
-        return error.message
-    return error.message.replace(quoted, quoted[: _LONGEST_QUOTE - 1] + "…")
+    if not _too_long(error.instance) or quoted not in message:
+        return message
+    return message.replace(quoted, quoted[: _LONGEST_QUOTE - 1] + "…")
 
 
 def _too_long(value: Any) -> bool:
@@ -144,7 +145,7 @@ def _too_long(value: Any) -> bool:
 def _wanted(error: ValidationError) -> str:
     expected = error.validator_value
     names = expected if isinstance(expected, list) else [expected]
-    return " or ".join(_JSON_KINDS.get(name, name) for name in names)
+    return " or ".join(_JSON_KINDS.get(str(name), str(name)) for name in names)
 
 
 def _kind(value: Any) -> str:

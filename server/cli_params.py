@@ -21,7 +21,7 @@ MAX_ID = 2**31 - 1
 MAX_AMOUNT = 999_999_999_999
 
 
-class StrictInt(click.ParamType):
+class StrictInt(click.ParamType):  # type: ignore[type-arg]
     """A whole number written with ASCII digits, from `least` to `most`."""
 
     name = "integer"

@@ -75,9 +75,10 @@ def _price(data: dict[str, Any]) -> Decimal:
             raise ApiError(400, f"price must be zero or more, got {raw}")
         return Decimal(raw)
     try:
-        return parse_price(raw)
+        price: Decimal = parse_price(raw)
     except PaymentError as exc:
         raise ApiError(400, exc.message) from None
+    return price
 
 
 def _insert_order(runtime: Runtime, values: dict[str, Any]) -> dict[str, Any]:
