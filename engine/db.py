@@ -11,6 +11,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +92,20 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+# While `rolled_back` runs, the engine and the one connection that every
+# write() and read() on that engine in this context uses instead of its own.
+_joined: ContextVar[tuple[Engine, Connection] | None] = ContextVar(
+    "actionflow_joined", default=None
+)
+
+
 @contextmanager
 def write(engine: Engine) -> Iterator[Connection]:
     """A transaction that will write: committed on success, rolled back on error."""
+    joined = _joined.get()
+    if joined is not None and joined[0] is engine:
+        yield from _savepoint(joined[1])
+        return
     with engine.connect() as connection:
         if engine.dialect.name == "sqlite":
             connection = connection.execution_options(sqlite_begin="IMMEDIATE")
@@ -104,7 +116,38 @@ def write(engine: Engine) -> Iterator[Connection]:
 @contextmanager
 def read(engine: Engine) -> Iterator[Connection]:
     """A transaction that only reads."""
+    joined = _joined.get()
+    if joined is not None and joined[0] is engine:
+        yield from _savepoint(joined[1])
+        return
     with engine.connect() as connection, connection.begin():
+        yield connection
+
+
+@contextmanager
+def rolled_back(engine: Engine) -> Iterator[Connection]:
+    """One transaction, always rolled back, that code run inside it cannot leave.
+
+    Inside, every write() and read() on `engine` (in this thread) is a
+    savepoint on this transaction's connection instead of a transaction of its
+    own: code that commits several transactions runs unchanged, sees its own
+    writes, and leaves nothing behind. Dry runs of the actions use it.
+    """
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            connection = connection.execution_options(sqlite_begin="IMMEDIATE")
+        transaction = connection.begin()
+        token = _joined.set((engine, connection))
+        try:
+            yield connection
+        finally:
+            _joined.reset(token)
+            transaction.rollback()
+
+
+def _savepoint(connection: Connection) -> Iterator[Connection]:
+    """What write() and read() give inside rolled_back: a savepoint."""
+    with connection.begin_nested():
         yield connection
 
 

@@ -483,6 +483,7 @@ def _insert_run(
         else None,
         "outputs": dumps(result.outputs) if result.outputs is not None else None,
         "trace": dumps([step.as_dict() for step in result.trace]),
+        "changes": _changes(result),
         "error": str(result.error) if result.error else result.reason,
         "created_at": now,
         "finished_at": now,
@@ -525,7 +526,15 @@ def _finish_run(
         values["outputs"] = dumps(outputs)
     if trace is not None:
         values["trace"] = dumps([step.as_dict() for step in trace.trace])
+        values["changes"] = _changes(trace)
     connection.execute(update(RUNS).where(RUNS.c.id == run_id).values(values))
+
+
+def _changes(result: RunResult) -> str | None:
+    """The rows a run wrote, as kept with its record; none when it rolled back."""
+    if result.status == "failed":
+        return None
+    return dumps([change.as_dict() for change in result.changes])
 
 
 class _RunFailed(Exception):
@@ -555,3 +564,15 @@ def _missing_flow(name: str) -> RunResult:
         f"flow {name!r} is no longer loaded; restore its file or mark the run failed"
     )
     return RunResult(flow=name, status="failed", error=error)
+
+
+def older_than_applied(connection: Connection, event: dict[str, Any]) -> str | None:
+    """Why processing would skip `event` now (an older one), or None.
+
+    For dry runs: it takes the same row lock as processing, so call it in a
+    transaction that is rolled back or committed soon.
+    """
+    values = _event_values(event, "")
+    if values["object_id"] is None:
+        return None
+    return _newer_version(connection, values)

@@ -47,6 +47,15 @@ class Change:
     table: str
     before: dict[str, Any] | None
     after: dict[str, Any]
+    step: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "table": self.table,
+            "before": self.before,
+            "after": self.after,
+        }
 
 
 @dataclass
@@ -124,9 +133,15 @@ class StepContext:
         self, table: str, before: dict[str, Any] | None, after: dict[str, Any]
     ) -> None:
         """Note a row this step wrote: for subscribers, traces and dry runs."""
-        self.changes.append(Change(table, before, after))
+        self.changes.append(Change(table, before, after, self.step_id))
         orders = getattr(self.services, "order_table", None)
         change_log.record(self.connection, table, after, orders=orders)
+
+    def note_change(
+        self, table: str, before: dict[str, Any] | None, after: dict[str, Any]
+    ) -> None:
+        """Note a write to a table subscribers do not see (a dedup key)."""
+        self.changes.append(Change(table, before, after, self.step_id))
 
 
 def run_flow(

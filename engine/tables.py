@@ -188,8 +188,27 @@ class FlowRun(SQLModel, table=True):
     outputs: str | None = Field(default=None, sa_column=Column(Text))
     trace: str | None = Field(default=None, sa_column=Column(Text))
     error: str | None = Field(default=None, sa_column=Column(Text))
+    # The rows the run wrote, before and after (JSON), for replays to compare.
+    changes: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+
+
+class InvoicePayment(SQLModel, table=True):
+    """Which PaymentIntent paid an invoice, from Stripe's invoice_payment events.
+
+    Since 2025 an invoice no longer names its PaymentIntent; this link lets a
+    subscription's payment be found by its PaymentIntent (refunds), whichever
+    of the invoice's events arrives first.
+    """
+
+    __tablename__ = "invoice_payment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    stripe_invoice_id: str = Field(max_length=255, unique=True)
+    stripe_payment_intent_id: str = Field(max_length=255)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class StripeObjectVersion(SQLModel, table=True):
@@ -252,6 +271,7 @@ class UserFeature(SQLModel, table=True):
 
 # The tables flows may read and write with `table.*` steps, by the name flows use.
 FLOW_TABLES: dict[str, type[SQLModel]] = {
+    "invoice_payment": InvoicePayment,
     "order": Order,
     "payment": Payment,
     "recurring_payment": RecurringPayment,

@@ -15,7 +15,7 @@ import logging
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -44,6 +44,8 @@ OPEN_INTENT = {"requires_payment_method", "requires_confirmation", "requires_act
 PAID_INTENT = {"processing", "requires_capture", "succeeded"}
 # Payment statuses whose PaymentIntent may still be paid.
 UNSETTLED = ("pending", "failed")
+# Payment statuses in which Stripe has taken the customer's money.
+TOOK_MONEY = ("succeeded", "mismatch")
 
 
 async def run_action(request: Request) -> Response:
@@ -74,6 +76,7 @@ def stripe_payment(
     with db.write(runtime.engine) as connection:
         order = _payable_order(runtime, connection, principal, order_id)
         _check_amount(order, currency, amount)
+        _refuse_if_money_taken(connection, order_id)
         payment = _open_payment(connection, order_id) or _new_payment(
             connection, order_id, amount, currency
         )
@@ -139,6 +142,36 @@ def _plain(price: Any, currency: str) -> Any:
     if isinstance(exponent, int):
         places = max(places, -exponent)
     return price.quantize(Decimal(1).scaleb(-places))
+
+
+def _refuse_if_money_taken(connection: Connection, order_id: int) -> None:
+    """A pending order one of whose payments took money is not charged again.
+
+    The order stays pending when an extension that marks it paid failed or is
+    missing, and after a mismatch (Stripe took another amount); charging again
+    would take the money twice. A payment refunded in full no longer counts.
+    """
+    query = (
+        select(PAYMENTS)
+        .where(
+            PAYMENTS.c.order_id == order_id,
+            PAYMENTS.c.status.in_(TOOK_MONEY),
+            func.coalesce(PAYMENTS.c.amount_received, PAYMENTS.c.amount)
+            > PAYMENTS.c.refunded_amount,
+        )
+        .order_by(PAYMENTS.c.id)
+        .limit(1)
+    )
+    taken = connection.execute(query).mappings().first()
+    if taken is None:
+        return
+    received = taken["amount_received"] or taken["amount"]
+    raise ApiError(
+        409,
+        f"order {order_id} already has payment {taken['id']} ({taken['status']}, "
+        f"{received} {taken['currency']} taken by Stripe); a second charge would "
+        "take the money twice: settle or refund that payment first",
+    )
 
 
 def _open_payment(connection: Connection, order_id: int) -> dict[str, Any] | None:

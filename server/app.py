@@ -58,7 +58,9 @@ def _build(settings: Settings, engine: Engine) -> Runtime:
     if settings.stripe_secret_key:
         gateway = StripeGateway(settings.stripe_secret_key, settings.stripe_api_base)
     notify = _notify_settings(engine, settings)
-    services = Services(gateway, order_table(engine, settings.order_link), notify)
+    installation = generated_secret(engine, "installation_id", "")[:16]
+    orders = order_table(engine, settings.order_link)
+    services = Services(gateway, orders, notify, installation)
     check_link(engine, settings.order_link)
     processor = Processor(engine, flows, services=services, retry=settings.retry)
     admin_token = settings.admin_token or generated_secret(
@@ -71,7 +73,6 @@ def _build(settings: Settings, engine: Engine) -> Runtime:
         engine, "token_secret", "afk_"
     )
     sender = create_sender(engine, notify)
-    installation = generated_secret(engine, "installation_id", "")[:16]
     return Runtime(
         settings,
         engine,

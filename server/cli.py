@@ -236,7 +236,9 @@ def _problem_line(error: FlowError) -> str:
 
 @main.command(name="dry-run")
 @click.argument(
-    "flow_file", type=click.Path(path_type=Path, exists=True, dir_okay=False)
+    "flow_file",
+    required=False,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
 )
 @click.option(
     "--event",
@@ -251,49 +253,238 @@ def _problem_line(error: FlowError) -> str:
 )
 @click.option("--order", "order_id", type=ROW_ID, help="With --event-type: the order.")
 @click.option("--payment", "payment_id", type=ROW_ID, help="... or the payment.")
+@click.option(
+    "--replay",
+    "replay_key",
+    metavar="EVENT_ID",
+    help="Run a stored event (evt_... or our numeric id) through the current "
+    "flows and show how it differs from what was recorded.",
+)
+@click.option(
+    "--action",
+    "action_name",
+    help="Instead of an event: dry-run this action (stripe-payment, stripe-refund, "
+    "stripe-subscription, stripe-subscription-cancel).",
+)
+@click.option(
+    "--input",
+    "action_input",
+    help='With --action: its JSON body, e.g. {"paymentId": 1, "refundAmount": 500}.',
+)
+@click.option(
+    "--user", "user_id", help="With --action: act as this user (default: an admin)."
+)
+@click.option(
+    "--fixtures",
+    "fixtures_file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Stripe's answers by step and attempt (YAML, or JSON).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @_config_option
 def dry_run(
-    flow_file: Path,
+    flow_file: Path | None,
     event_file: Path | None,
     event_type: str | None,
     order_id: int | None,
     payment_id: int | None,
+    replay_key: str | None,
+    action_name: str | None,
+    action_input: str | None,
+    user_id: str | None,
+    fixtures_file: Path | None,
     as_json: bool,
     config: Path | None,
 ) -> None:
-    """Run one flow on an event against the database, then roll every write back."""
+    """Run an event (or an action), print the plan, roll every write back.
+
+    Without FLOW, the event takes the whole path processing would: the flows it
+    triggers, then their extensions from the project's flows folders. With
+    FLOW (a file), only the path through that flow: the flows it runs after,
+    itself, and its extensions. With --action, the payment action's own code
+    runs on --input. Stripe is never called: each request is shown, answered
+    from --fixtures or with an answer built from the request. Exit 1 when a
+    run of the plan fails.
+    """
     from actionflow.engine import db
-    from actionflow.engine.orderlink import order_table
-    from actionflow.engine.services import Services
+    from actionflow.engine.stripe_standin import load_fixtures
 
-    from .dryrun import dry_run_flow, event_for_row
+    from . import dryrun, replay
 
-    if (event_file is None) == (event_type is None):
-        raise click.UsageError("give either --event FILE or --event-type TYPE")
+    if action_name is not None:
+        _check_action_usage(flow_file, event_file, event_type, replay_key, action_input)
+    else:
+        given = [event_file, event_type, replay_key]
+        if sum(source is not None for source in given) != 1:
+            raise click.UsageError(
+                "give either --event FILE, --event-type TYPE, --replay EVENT_ID "
+                "or --action NAME"
+            )
+        if action_input is not None or user_id is not None:
+            raise click.UsageError("--input and --user go with --action")
     settings = _settings(config)
     try:
-        flow = load_flow(flow_file.resolve())
-        event = json.loads(event_file.read_text("utf-8")) if event_file else None
+        fixtures = load_fixtures(fixtures_file) if fixtures_file else None
+        data = _action_data(action_input) if action_name is not None else None
+        flows, target = (None, None)
+        if action_name is None:
+            flows, target = _dry_run_flows(settings, flow_file)
+        event = _event(event_file) if event_file else None
     except FlowError as exc:
-        click.echo(_problem_line(exc), err=True)
+        for problem in exc.problems or [exc]:
+            click.echo(_problem_line(problem), err=True)
         sys.exit(1)
     except ValueError as exc:
         raise click.ClickException(f"{event_file} is not valid JSON: {exc}") from None
+    except ActionflowError as exc:
+        raise click.ClickException(str(exc)) from None
+    fixtures_name = str(fixtures_file)
     engine = db.create_db_engine(settings.database_url)
     try:
         db.prepare(engine)
-        if event is None:
-            assert event_type is not None
-            event = event_for_row(engine, event_type, order_id, payment_id)
-        # No Stripe in a dry run: only the linked order table is handed over.
-        services = Services(None, order_table(engine, settings.order_link))
-        ok = dry_run_flow(engine, flow, event, services, as_json=as_json)
+        services = _dry_run_services(engine, settings)
+        secrets = _secret_values(settings)
+        if action_name is not None:
+            from .auth import Principal
+            from .dryrun_action import ADMIN, dry_run_action
+
+            assert data is not None
+            ok = dry_run_action(
+                engine,
+                settings,
+                services,
+                action_name,
+                data,
+                principal=Principal(user_id, "user") if user_id else ADMIN,
+                fixtures=fixtures,
+                fixtures_name=fixtures_name,
+                as_json=as_json,
+            )
+            sys.exit(0 if ok else 1)
+        assert flows is not None
+        if replay_key is not None:
+            plan = replay.replay_event(
+                engine,
+                flows,
+                services,
+                replay_key,
+                target=target,
+                secrets=secrets,
+                fixtures=fixtures,
+                fixtures_name=fixtures_name,
+            )
+        else:
+            if event is None:
+                assert event_type is not None
+                event = dryrun.event_for_row(engine, event_type, order_id, payment_id)
+            path = dryrun.path_for(flows, str(event.get("type")), target)
+            plan = dryrun.plan_event(
+                engine,
+                flows,
+                event,
+                services,
+                path,
+                secrets=secrets,
+                fixtures=fixtures,
+                fixtures_name=fixtures_name,
+            )
     except ActionflowError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         engine.dispose()
-    sys.exit(0 if ok else 1)
+    _show_plan(plan, as_json)
+    sys.exit(1 if plan["status"] == "failed" else 0)
+
+
+def _check_action_usage(
+    flow_file: Path | None,
+    event_file: Path | None,
+    event_type: str | None,
+    replay_key: str | None,
+    action_input: str | None,
+) -> None:
+    if flow_file is not None:
+        raise click.UsageError("give a FLOW file or --action NAME, not both")
+    if event_file is not None or event_type is not None or replay_key is not None:
+        raise click.UsageError("an action takes --input JSON, not an event")
+    if action_input is None:
+        raise click.UsageError("--action needs --input JSON, the action's body")
+
+
+def _action_data(action_input: str | None) -> dict[str, Any]:
+    try:
+        data = json.loads(action_input or "")
+    except ValueError as exc:
+        raise click.UsageError(f"--input is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise click.UsageError("--input must be a JSON object, e.g. '{\"orderId\": 1}'")
+    return data
+
+
+def _event(file: Path) -> dict[str, Any]:
+    event = json.loads(file.read_text("utf-8"))
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        raise ActionflowError(
+            f"{file} is not a Stripe event: it needs an object with a `type`, "
+            "like Stripe's Dashboard shows for an event"
+        )
+    return event
+
+
+def _dry_run_flows(settings: Settings, flow_file: Path | None) -> tuple[Any, Any]:
+    """The project's flows (as serve loads them), with FLOW's file in its place."""
+    from actionflow.engine.flow import SYSTEM_FLOWS, FlowSet, load_project
+
+    project = load_project(settings.flows)
+    if flow_file is None:
+        return project, None
+    path = flow_file.resolve()
+    system = path.parent == SYSTEM_FLOWS.resolve()
+    target = load_flow(path, system=system)
+    known = project.by_name.get(target.name)
+    if known is not None and known.system and not system:
+        target = load_flow(path, system=True)
+    others = [flow for flow in project.by_name.values() if flow.name != target.name]
+    return FlowSet([*others, target]), target
+
+
+def _dry_run_services(engine: Any, settings: Settings) -> Any:
+    """What a dry run's flows may use: no Stripe; the configured notifications."""
+    from actionflow.engine.notifyconfig import NotifySettings
+    from actionflow.engine.orderlink import order_table
+    from actionflow.engine.services import Services
+
+    notify = NotifySettings(
+        templates=settings.templates,
+        smtp=settings.smtp,
+        webhooks=settings.outbound_webhooks,
+        retry=settings.retry,
+    )
+    return Services(None, order_table(engine, settings.order_link), notify)
+
+
+def _secret_values(settings: Settings) -> list[str | None]:
+    smtp_password = settings.smtp.password if settings.smtp else None
+    return [
+        settings.stripe_secret_key,
+        settings.admin_token,
+        settings.token_secret,
+        *settings.webhook_secrets,
+        smtp_password,
+        settings.outbound_webhooks.secret,
+        _url_password(settings.database_url),
+    ]
+
+
+def _show_plan(plan: dict[str, Any], as_json: bool) -> None:
+    from actionflow.engine.jsonvalues import dumps
+
+    from .plan import render
+
+    if as_json:
+        click.echo(json.dumps(json.loads(dumps(plan)), indent=2))
+    else:
+        render(plan)
 
 
 # Commands kept in modules of their own are imported only when they are run:

@@ -194,7 +194,15 @@ def _record_answer(
 
 
 def update_refunded_amount(connection: Connection, payment_id: int) -> int:
-    """Set the payment's refunded amount to the sum of its succeeded refunds."""
+    """Set the payment's refunded amount to the sum of its succeeded refunds.
+
+    The payment row is locked first (PostgreSQL), so two refunds settling at
+    once take turns and the second sums the first's row too; without the lock
+    both would sum what was committed before either and one would be lost.
+    """
+    connection.execute(
+        select(PAYMENTS.c.id).where(PAYMENTS.c.id == payment_id).with_for_update()
+    )
     total = connection.execute(
         select(func.coalesce(func.sum(REFUNDS.c.amount), 0)).where(
             REFUNDS.c.payment_id == payment_id, REFUNDS.c.status == "succeeded"

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, Table
 from actionflow.engine.flow import FlowSet
 from actionflow.engine.inbox import Processor
 from actionflow.engine.outbox import Sender
-from actionflow.engine.services import Services
+from actionflow.engine.services import Services, idempotency_key
 from actionflow.engine.stripe_gateway import StripeGateway
 
 from .config import Settings
@@ -39,7 +39,7 @@ class Runtime:
         Row ids restart in every new database; the installation id, generated
         once per database, keeps two databases on one Stripe account apart.
         """
-        return f"af-{self.installation}-{kind}-{key}"
+        return idempotency_key(self.installation, kind, key)
 
     @property
     def order_table(self) -> Table:

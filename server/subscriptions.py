@@ -48,6 +48,12 @@ def stripe_subscription(
         order = find_order(connection, runtime.order_table, order_id, lock=True)
         user_id = str(order["user_id"])
         check_owner(principal, user_id)
+        if order["status"] != "pending":
+            raise ApiError(
+                409,
+                f"order {order_id} is {order['status']}; only a pending order "
+                "starts a subscription",
+            )
         recurring = _recurring_for(connection, order_id, user_id, price_id)
     customer = _customer_for(runtime, gateway, user_id)
     try:

@@ -5,7 +5,7 @@ per Idempotency-Key is replayed for every later request with that key, and a
 5xx or 429 answer is not kept. It can be told to fail the first request of
 each key (500, 429), to answer it too late (the PaymentIntent is made, the
 client gives up waiting), or to refuse the key (401). It counts requests per
-key and notes anything malformed it was sent.
+key, notes every request it received (`seen`) and anything malformed.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class FakeStripe:
         self.replies: dict[str, dict[str, Any]] = {}
         self.created: dict[str, dict[str, Any]] = {}
         self.problems: list[str] = []
+        self.seen: list[str] = []  # "METHOD /path" of every request received
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         app = Starlette(
@@ -46,7 +47,7 @@ class FakeStripe:
             ]
         )
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="error"
+            self._recorded(app), host="127.0.0.1", port=self.port, log_level="error"
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -63,6 +64,14 @@ class FakeStripe:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+
+    def _recorded(self, app: Any) -> Any:
+        async def recorder(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                self.seen.append(f"{scope['method']} {scope['path']}")
+            await app(scope, receive, send)
+
+        return recorder
 
     async def create(self, request: Request) -> JSONResponse:
         key = request.headers.get("idempotency-key")

@@ -76,6 +76,6 @@ def builtin(
 
 def load_builtins() -> dict[str, Builtin]:
     """Import every module of built-in steps and return the registry."""
-    from . import control, money, notify, table  # noqa: F401  (they register)
+    from . import control, money, notify, stripe, table  # noqa: F401  (they register)
 
     return REGISTRY

@@ -94,6 +94,7 @@ def dedup_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
     context.connection.execute(
         insert(_DEDUP).values(key=key, flow=context.flow_name, created_at=utcnow())
     )
+    context.note_change("dedup_key", None, {"key": key, "flow": context.flow_name})
     return {"duplicate": False}
 
 

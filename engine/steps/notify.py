@@ -18,7 +18,8 @@ from ..errors import RunError
 from ..jsonvalues import dumps
 from ..mailtemplates import MailTemplates
 from ..notifyconfig import NotifySettings
-from ..outbox import DeliveryError, enqueue
+from ..outbox import DeliveryError, Queued, enqueue
+from ..services import DryRunCapture
 from ..webhooksend import check_destination
 from . import builtin
 
@@ -123,12 +124,19 @@ def email_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
 )
 def webhook_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
     settings = _settings(context, "notify.webhook")
+    note = None
     try:
         check_destination(args["url"], settings.webhooks)
     except DeliveryError as exc:
-        raise RunError(exc.message) from None
+        capture = _capture(context)
+        if capture is None or capture.webhooks_configured:
+            raise RunError(exc.message) from None
+        note = (
+            "outbound_webhooks.allow_hosts is not configured: the dry run let "
+            f"this through, a real run would fail: {exc.message}"
+        )
     call = {"url": args["url"], "body": dumps(args["body"])}
-    return _queue(context, args, "webhook", args["url"], call)
+    return _queue(context, args, "webhook", args["url"], call, note=note)
 
 
 @builtin(
@@ -162,8 +170,20 @@ def log_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
         value = "***" if SECRET_FIELD.search(name) else _logged(fields[name])
         pairs.append(f"{_logged(name)}={value}")
     line = " ".join(pairs)
+    capture = _capture(context)
+    if capture is not None:
+        capture.notifications.append(
+            {"kind": "log", "flow": context.flow_name, "step": context.step_id}
+            | {"line": line}
+        )
+        return {"line": line}
     log.info("flow=%s step=%s %s", context.flow_name, context.step_id, line)
     return {"line": line}
+
+
+def _capture(context: StepContext) -> DryRunCapture | None:
+    capture = getattr(context.services, "dry_run", None)
+    return capture if isinstance(capture, DryRunCapture) else None
 
 
 def _settings(context: StepContext, step: str) -> NotifySettings:
@@ -171,7 +191,7 @@ def _settings(context: StepContext, step: str) -> NotifySettings:
     if not isinstance(settings, NotifySettings):
         raise RunError(
             f"{step} cannot run here: this run was started without notification "
-            "settings (a dry run, or a test without services)"
+            "settings (a test without services)"
         )
     return settings
 
@@ -221,6 +241,8 @@ def _queue(
     kind: str,
     destination: str,
     payload: dict[str, Any],
+    *,
+    note: str | None = None,
 ) -> dict[str, Any]:
     if not context.run_key:
         raise RunError(
@@ -239,12 +261,47 @@ def _queue(
         destination=destination,
         payload=payload,
     )
+    capture = _capture(context)
+    if capture is not None:
+        capture.notifications.append(
+            _described(context, kind, key, payload, queued, note)
+        )
     return {
         "key": key,
         "outbox_id": queued.id,
         "status": queued.status,
         "duplicate": queued.duplicate,
     }
+
+
+def _described(
+    context: StepContext,
+    kind: str,
+    key: str,
+    payload: dict[str, Any],
+    queued: Queued,
+    note: str | None,
+) -> dict[str, Any]:
+    """What a dry run shows of a queued message: everything but secrets."""
+    entry: dict[str, Any] = {
+        "kind": kind,
+        "flow": context.flow_name,
+        "step": context.step_id,
+        "key": key,
+    }
+    if kind == "email":
+        entry |= {name: payload[name] for name in ("to", "subject", "text", "html")}
+    else:
+        entry |= {"url": payload["url"], "payload": json.loads(payload["body"])}
+    if queued.duplicate:
+        entry["duplicate"] = True
+        note = (
+            f"a run before queued this key already (status {queued.status}); "
+            "it is not queued or sent again"
+        )
+    if note:
+        entry["note"] = note
+    return entry
 
 
 def _logged(value: Any) -> str:

@@ -128,6 +128,36 @@ def test_a_session_for_a_different_amount_is_a_mismatch(
     assert _row(engine, ORDERS, order_id)["status"] == "pending"
 
 
+@pytest.mark.parametrize(
+    "session",
+    [
+        {"amount_total": 50},
+        {"currency": "jpy", "amount_total": 1099},
+        {"currency": "eur"},
+    ],
+    ids=["cheaper", "other-currency-same-digits", "other-currency"],
+)
+def test_a_session_naming_an_order_is_checked_against_the_order_price(
+    engine: Engine, processor: Processor, session: dict[str, Any]
+) -> None:
+    """The session's own amount is never taken as what the order costs."""
+    order_id = _order_only(engine)  # 10.99 usd
+    _deliver(
+        engine,
+        _session(
+            "checkout.session.completed",
+            client_reference_id=str(order_id),
+            **session,
+        ),
+    )
+    _drain(processor)
+    [payment] = _all(engine, PAYMENTS)
+    assert (payment["amount"], payment["currency"]) == (1099, "usd")
+    assert payment["status"] == "mismatch"
+    assert "the payment is for 1099 usd" in payment["failure_message"]
+    assert _row(engine, ORDERS, order_id)["status"] == "pending"
+
+
 def test_a_session_naming_no_order_of_ours_is_recorded_and_left_alone(
     engine: Engine, processor: Processor
 ) -> None:

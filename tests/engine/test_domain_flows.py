@@ -559,3 +559,130 @@ def test_a_renewal_in_a_zero_decimal_currency_gets_an_exact_price(
 
     renewal = _all(engine, ORDERS)[1]
     assert (renewal["price"], renewal["currency"]) == (Decimal("500"), "jpy")
+
+
+@pytest.mark.parametrize(
+    "paid",
+    [{"amount_paid": 100}, {"amount_paid": 0}, {"currency": "eur"}],
+    ids=["cheaper-price", "free-trial", "other-currency"],
+)
+def test_a_first_invoice_not_at_the_orders_price_does_not_pay_the_order(
+    engine: Engine, processor: Processor, paid: dict[str, Any]
+) -> None:
+    recurring_id = _recurring(engine)  # its order costs 10.00 usd
+    order_id = _one(engine, RECURRING, recurring_id)["order_id"]
+    invoice = _invoice("in_first", "subscription_create", **paid)
+
+    _deliver(engine, processor, event("invoice.paid", invoice))
+
+    (payment,) = _all(engine, PAYMENTS)
+    assert (payment["order_id"], payment["amount"], payment["currency"]) == (
+        order_id,
+        1000,
+        "usd",
+    )
+    assert payment["status"] == "mismatch"
+    assert "the payment is for 1000 usd" in payment["failure_message"]
+    assert _one(engine, ORDERS, order_id)["status"] == "pending"
+
+
+def test_a_manual_invoice_of_a_subscription_gets_an_order_of_its_own(
+    engine: Engine, processor: Processor
+) -> None:
+    recurring_id = _recurring(engine)
+    first_order = _one(engine, RECURRING, recurring_id)["order_id"]
+
+    _deliver(engine, processor, event("invoice.paid", _invoice("in_extra", "manual")))
+
+    orders = _all(engine, ORDERS)
+    assert [row["id"] for row in orders][0] == first_order
+    (payment,) = _all(engine, PAYMENTS)
+    assert payment["order_id"] != first_order
+    assert _one(engine, ORDERS, first_order)["status"] == "pending"
+    assert _one(engine, ORDERS, payment["order_id"])["status"] == "paid"
+
+
+@pytest.mark.parametrize("kind", ["subscription", "invoice"])
+def test_metadata_naming_a_row_of_another_subscription_changes_nothing(
+    engine: Engine, processor: Processor, kind: str
+) -> None:
+    """Two installations sharing a Stripe account reuse each other's ids."""
+    recurring_id = _recurring(engine, stripe_id="sub_ours")
+    before = _one(engine, RECURRING, recurring_id)
+    metadata = {"recurring_payment_id": str(recurring_id)}
+    if kind == "subscription":
+        obj = _subscription("canceled", id="sub_theirs", metadata=metadata)
+        body = _sub_event("customer.subscription.updated", obj, 5, False)
+    else:
+        invoice = _invoice("in_theirs", "subscription_create")
+        details = invoice["parent"]["subscription_details"]
+        details.update(subscription="sub_theirs", metadata=metadata)
+        body = event("invoice.paid", invoice)
+
+    _deliver(engine, processor, body)
+
+    assert _one(engine, RECURRING, recurring_id) == before
+    assert _all(engine, PAYMENTS) == []
+    [(status, note)] = [(row["status"], row["note"]) for row in _all(engine, EVENTS)]
+    assert status == "processed"
+    assert "which belongs to subscription sub_ours; left alone" in note
+
+
+@pytest.mark.parametrize("reference", ["abc", "١", "99999999999999999999", "-1"])
+def test_a_metadata_id_that_is_not_one_of_ours_names_no_row(
+    engine: Engine, processor: Processor, reference: str
+) -> None:
+    recurring_id = _recurring(engine, stripe_id=None)
+    obj = _subscription("active", metadata={"recurring_payment_id": reference})
+
+    _deliver(
+        engine, processor, _sub_event("customer.subscription.created", obj, 5, False)
+    )
+
+    assert _one(engine, RECURRING, recurring_id)["stripe_subscription_id"] is None
+    [(status, note)] = [(row["status"], row["note"]) for row in _all(engine, EVENTS)]
+    assert (status, "no recurring payment" in note) == ("processed", True)
+
+
+def _invoice_payment(invoice_id: str, intent: str) -> dict[str, Any]:
+    """Stripe's invoice_payment object, as invoice_payment.paid carries it."""
+    return {
+        "id": f"inpay_for_{invoice_id}",
+        "object": "invoice_payment",
+        "amount_paid": 1000,
+        "amount_requested": 1000,
+        "created": 1_900_000_000,
+        "currency": "usd",
+        "invoice": invoice_id,
+        "is_default": True,
+        "livemode": False,
+        "payment": {"type": "payment_intent", "payment_intent": intent},
+        "status": "paid",
+        "status_transitions": {"canceled_at": None, "paid_at": 1_900_000_000},
+    }
+
+
+@pytest.mark.parametrize(
+    "link_first", [False, True], ids=["invoice_first", "link_first"]
+)
+def test_a_subscription_payment_is_linked_to_its_intent_and_refunds_find_it(
+    engine: Engine, processor: Processor, link_first: bool
+) -> None:
+    """Today's invoices name no PaymentIntent; invoice_payment.paid does."""
+    recurring_id = _recurring(engine)
+    order_id = _one(engine, RECURRING, recurring_id)["order_id"]
+    paid = event("invoice.paid", _invoice("in_first", "subscription_create"))
+    link = event("invoice_payment.paid", _invoice_payment("in_first", INTENT))
+    for body in [link, paid] if link_first else [paid, link]:
+        _deliver(engine, processor, body)
+
+    (payment,) = _all(engine, PAYMENTS)
+    assert (payment["order_id"], payment["status"]) == (order_id, "succeeded")
+    assert payment["stripe_payment_intent_id"] == INTENT
+
+    _deliver(engine, processor, event("refund.created", _refund("re_sub", 400)))
+
+    (refund,) = _all(engine, REFUNDS)
+    assert (refund["payment_id"], refund["amount"]) == (payment["id"], 400)
+    assert _one(engine, PAYMENTS, payment["id"])["refunded_amount"] == 400
+    assert {status for _, status in _events(engine)} == {"processed"}

@@ -409,3 +409,26 @@ def test_a_refund_of_a_payment_that_did_not_succeed_is_refused(
         f"payment {started['paymentId']} is pending; "
         "only a succeeded payment can be refunded",
     )
+
+
+def test_a_subscription_is_not_started_for_a_paid_order(
+    stripe_server: LiveServer, localstripe: str
+) -> None:
+    payment = _succeeded_payment(stripe_server, localstripe)
+    order_id = payment["orderId"]
+    alice = _client(stripe_server, _token(stripe_server, "alice"))
+
+    answer = alice.post(
+        "/actions/stripe-subscription",
+        json={"orderId": order_id, "priceId": "price_anything"},
+    )
+
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["error"]["message"] == (
+        f"order {order_id} is paid; only a pending order starts a subscription"
+    )
+    recurring = _client(stripe_server).get(
+        "/recurring-payments", params={"orderId": order_id}
+    )
+    assert recurring.json() == {"data": []}
+    assert stripe_get(localstripe, "/v1/subscriptions")["data"] == []

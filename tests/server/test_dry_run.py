@@ -38,9 +38,9 @@ def test_a_dry_run_shows_the_steps_and_changes_and_writes_nothing(
     result = _run(database_url, FLOW, "--event", str(event_file))
 
     assert result.exit_code == 0, result.output
-    assert "flow StripePaymentCallback: succeeded (dry run" in result.output
-    assert "would update payment" in result.output
-    assert '"status":["pending","succeeded"]' in result.output
+    assert "flow StripePaymentCallback  succeeded" in result.output
+    assert 'would update payment 1: status "pending" -> "succeeded"' in result.output
+    assert "Plan: succeeded" in result.output
     assert _rows(engine) == before
 
 
@@ -63,9 +63,12 @@ def test_a_dry_run_builds_the_event_for_an_order_and_prints_json(
     assert result.exit_code == 0, result.output
     plan = json.loads(result.output)
     assert plan["status"] == "succeeded"
-    [change] = plan["changes"]
+    callback = plan["runs"][0]
+    assert callback["flow"] == "StripePaymentCallback"
+    [change] = callback["changes"]
     assert (change["table"], change["after"]["status"]) == ("payment", "succeeded")
-    assert plan["outputs"]["payment_intent"] == INTENT
+    assert change["step"] == "succeeded"
+    assert callback["outputs"]["payment_intent"] == INTENT
     assert _rows(engine) == before
 
 
@@ -90,4 +93,16 @@ def test_a_dry_run_of_a_failing_flow_exits_1_with_the_step_and_reason(
 def test_a_dry_run_needs_exactly_one_source_of_event(database_url: str) -> None:
     result = _run(database_url, FLOW)
     assert result.exit_code == 2
-    assert "give either --event FILE or --event-type TYPE" in result.output
+    assert "give either --event FILE, --event-type TYPE, --replay" in result.output
+
+
+def test_a_dry_run_refuses_an_event_file_that_is_not_an_event(
+    database_url: str, tmp_path: Path
+) -> None:
+    event_file = tmp_path / "event.json"
+    event_file.write_text('[{"type": "payment_intent.succeeded"}]')
+
+    result = _run(database_url, "--event", str(event_file))
+
+    assert result.exit_code == 1
+    assert "is not a Stripe event: it needs an object with a `type`" in result.output

@@ -141,3 +141,49 @@ def test_idempotency_keys_differ_between_two_databases(
     assert len(fake_stripe.requests) == 2
     assert all(key.startswith("af-") for key in fake_stripe.requests)
     assert json.dumps(fake_stripe.problems) == "[]"
+
+
+def test_an_order_whose_payment_took_another_amount_is_not_charged_again(
+    server: LiveServer, fake_stripe: FakeStripe
+) -> None:
+    order_id = _order(server)
+    first = _pay(server, order_id).json()
+    intent = fake_stripe.created[first["stripePaymentIntentId"]]
+    short = {**intent, "status": "succeeded", "amount": 900, "amount_received": 900}
+    _deliver(server, "payment_intent.succeeded", short)
+    wait_for(
+        lambda: _payments(server, order_id)[0]["status"] == "mismatch",
+        what="the payment to be recorded as a mismatch",
+    )
+
+    again = _pay(server, order_id)
+
+    assert again.status_code == 409, again.text
+    message = again.json()["error"]["message"]
+    assert f"payment {first['paymentId']} (mismatch, 900 usd taken" in message
+    assert len(fake_stripe.created) == 1
+
+
+def test_a_pending_order_with_a_succeeded_payment_is_not_charged_again(
+    server: LiveServer, fake_stripe: FakeStripe
+) -> None:
+    """As when the extension that marks orders paid failed or was removed."""
+    order_id = _order(server)
+    first = _pay(server, order_id).json()
+    intent = fake_stripe.created[first["stripePaymentIntentId"]]
+    _deliver(server, "payment_intent.succeeded", {**intent, "status": "succeeded"})
+    wait_for(
+        lambda: _payments(server, order_id)[0]["status"] == "succeeded",
+        what="the payment to succeed",
+    )
+    orders = server.runtime.order_table
+    with server.runtime.engine.begin() as connection:
+        connection.execute(
+            orders.update().where(orders.c.id == order_id).values(status="pending")
+        )
+
+    again = _pay(server, order_id)
+
+    assert again.status_code == 409, again.text
+    assert "a second charge would take the money twice" in again.text
+    assert len(fake_stripe.created) == 1
