@@ -334,3 +334,10 @@ def test_a_retry_setting_not_written_plainly_is_refused(
     monkeypatch.setenv(variable, raw)
     with pytest.raises(ConfigError, match=f"{variable} must be a positive number"):
         load_settings(None)
+
+
+def test_dry_run_replay_of_an_id_beyond_the_database_finds_no_event(
+    sqlite_url: str,
+) -> None:
+    result = _run(["dry-run", FLOW, "--replay", HUGE], sqlite_url)
+    _refused_cleanly(result, 1, f"no event '{HUGE}'")
