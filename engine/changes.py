@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Table, insert, select, text
+from sqlalchemy import Connection, Table, bindparam, insert, select, text
 
 from .jsonvalues import dumps
 from .orderlink import labelled
@@ -46,15 +46,36 @@ def record(
         connection, table, row, orders if orders is not None else ORDERS
     )
     connection.execute(
-        insert(CHANGES).values(
-            table_name=table,
-            row_id=row["id"],
-            order_id=order_id,
-            user_id=user_id,
-            data=dumps(row),
-            created_at=utcnow(),
-        )
+        _INSERT,
+        {
+            "table_name": table,
+            "row_id": row["id"],
+            "order_id": order_id,
+            "user_id": user_id,
+            "data": dumps(row),
+            "created_at": utcnow(),
+        },
     )
+
+
+# Built once: on SQLite, building a statement costs more than running it.
+_INSERT = insert(CHANGES).values(
+    {
+        name: bindparam(name)
+        for name in ("table_name", "row_id", "order_id", "user_id", "data")
+    }
+    | {"created_at": bindparam("created_at")}
+)
+_PAYMENT_ORDER = select(PAYMENTS.c.order_id).where(PAYMENTS.c.id == bindparam("key"))
+_ORDER_USERS: dict[Table, Any] = {}
+
+
+def _order_user(orders: Table) -> Any:
+    statement = _ORDER_USERS.get(orders)
+    if statement is None:
+        statement = select(orders.c.user_id).where(orders.c.id == bindparam("key"))
+        _ORDER_USERS[orders] = statement
+    return statement
 
 
 def record_row(
@@ -81,14 +102,14 @@ def _owner(
         order_id = row["order_id"]
     elif "payment_id" in row:
         order_id = connection.execute(
-            select(PAYMENTS.c.order_id).where(PAYMENTS.c.id == row["payment_id"])
+            _PAYMENT_ORDER, {"key": row["payment_id"]}
         ).scalar_one_or_none()
     else:
         return None, row.get("user_id")
     user_id = row.get("user_id")
     if user_id is None and order_id is not None:
         user_id = connection.execute(
-            select(orders.c.user_id).where(orders.c.id == order_id)
+            _order_user(orders), {"key": order_id}
         ).scalar_one_or_none()
     return order_id, user_id
 

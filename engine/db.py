@@ -3,12 +3,18 @@
 SQLite is the embedded default; PostgreSQL (psycopg) serves several processes.
 On SQLite every write transaction starts with BEGIN IMMEDIATE, so two writers
 queue on the lock instead of failing half-way through with "database is locked".
+Within one process, writers also queue in arrival order on a lock of the
+engine's before they begin: SQLite's own wait for its lock is a series of
+sleeps, which leaves the lock idle between them and lets one busy writer (the
+worker) take it again and again ahead of the others (the webhook).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -36,6 +42,7 @@ def create_db_engine(url: str) -> Engine:
             _create_private_file(url)
             engine = create_engine(url, connect_args={"timeout": 30})
             _configure_sqlite(engine)
+            _WRITERS[engine] = _Turns()
             return engine
         if url.startswith("postgresql+psycopg"):
             return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
@@ -99,6 +106,36 @@ _joined: ContextVar[tuple[Engine, Connection] | None] = ContextVar(
 )
 
 
+class _Turns:
+    """A lock granted in the order it was asked for (a ticket lock)."""
+
+    # As long as SQLite's busy timeout: past it, go on and let SQLite decide.
+    PATIENCE_SECONDS = 30.0
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._issued = 0
+        self._serving = 0
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        with self._changed:
+            ticket = self._issued
+            self._issued += 1
+            self._changed.wait_for(
+                lambda: self._serving >= ticket, self.PATIENCE_SECONDS
+            )
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._serving = max(self._serving, ticket + 1)
+                self._changed.notify_all()
+
+
+_WRITERS: weakref.WeakKeyDictionary[Engine, _Turns] = weakref.WeakKeyDictionary()
+
+
 @contextmanager
 def write(engine: Engine) -> Iterator[Connection]:
     """A transaction that will write: committed on success, rolled back on error."""
@@ -106,11 +143,13 @@ def write(engine: Engine) -> Iterator[Connection]:
     if joined is not None and joined[0] is engine:
         yield from _savepoint(joined[1])
         return
-    with engine.connect() as connection:
-        if engine.dialect.name == "sqlite":
-            connection = connection.execution_options(sqlite_begin="IMMEDIATE")
-        with connection.begin():
-            yield connection
+    turns = _WRITERS.get(engine)
+    with turns.turn() if turns is not None else contextlib.nullcontext():
+        with engine.connect() as connection:
+            if engine.dialect.name == "sqlite":
+                connection = connection.execution_options(sqlite_begin="IMMEDIATE")
+            with connection.begin():
+                yield connection
 
 
 @contextmanager

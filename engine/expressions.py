@@ -92,12 +92,32 @@ class Expression(Compiled):
         self._call: Callable[..., Any] = SANDBOX.compile_expression(
             body, undefined_to_none=False
         )
+        # What Jinja's expression call does, less its per-call copies of the
+        # globals (a ChainMap it walks twice): the hot path of every run.
+        # (`_template` is Jinja's own attribute; without it, call as usual.)
+        self._template = getattr(self._call, "_template", None)
+        self._globals = dict(self._template.globals) if self._template else {}
 
     def render(self, context: Mapping[str, Any]) -> Any:
-        value = _guarded(self, lambda: self._call(**context))
+        value = _guarded(self, lambda: self._evaluate(context))
         if isinstance(value, Undefined):
             _guarded(self, lambda: str(value))
         return value
+
+    def _evaluate(self, context: Mapping[str, Any]) -> Any:
+        template = self._template
+        if template is None:
+            return self._call(**context)
+        state = SANDBOX.context_class(
+            SANDBOX,
+            {**self._globals, **context},
+            template.name,
+            template.blocks,
+            globals=self._globals,
+        )
+        for _ in template.root_render_func(state):
+            pass
+        return state.vars["result"]
 
 
 class Template(Compiled):
@@ -107,9 +127,22 @@ class Template(Compiled):
         super().__init__(pointer)
         self.source = source
         self._template = SANDBOX.from_string(source)
+        self._globals = dict(self._template.globals)
 
     def render(self, context: Mapping[str, Any]) -> Any:
-        return _guarded(self, lambda: self._template.render(context))
+        return _guarded(self, lambda: self._evaluate(context))
+
+    def _evaluate(self, context: Mapping[str, Any]) -> str:
+        # Template.render, less its per-call copies of the globals.
+        template = self._template
+        state = SANDBOX.context_class(
+            SANDBOX,
+            {**self._globals, **context},
+            template.name,
+            template.blocks,
+            globals=self._globals,
+        )
+        return str(SANDBOX.concat(template.root_render_func(state)))
 
 
 class MappingValue(Compiled):

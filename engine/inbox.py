@@ -28,11 +28,12 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -84,13 +85,15 @@ class Processor:
     flows: FlowSet
     services: Any = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Events per transaction in `process_next_events`; None: the database's default.
+    batch: int | None = None
 
     def process_next_event(self) -> bool:
         """Claim and process one due event; False when none is due."""
         row = None
         try:
             with db.write(self.engine) as connection:
-                row = _claim(connection, EVENTS)
+                row = next(iter(_claim(connection, EVENTS, 1)), None)
                 if row is None:
                     return False
                 self._process_event(connection, row)
@@ -107,12 +110,65 @@ class Processor:
         self._record_event_failure(row, failure)
         return True
 
+    def process_next_events(self) -> int:
+        """Claim up to `batch` due events and process them in one transaction.
+
+        Each event runs inside a savepoint of its own: one that fails is rolled
+        back alone and recorded as failed after the commit, exactly as
+        `process_next_event` does; the others commit together, with one commit
+        (one fsync) for all. The number of events claimed; 0 when none is due.
+        """
+        most = self.batch if self.batch is not None else _default_batch(self.engine)
+        if most <= 1:
+            return int(self.process_next_event())
+        rows: list[dict[str, Any]] = []
+        failures: list[tuple[dict[str, Any], RunResult]] = []
+        try:
+            with db.write(self.engine) as connection:
+                rows = _claim(connection, EVENTS, most)
+                for row in rows:
+                    failure = self._process_in_savepoint(connection, row)
+                    if failure is not None:
+                        failures.append((row, failure))
+        except Exception:
+            if not rows:
+                raise
+            # The batch as a whole failed (at commit, say): nothing of it was
+            # written. Process its events one by one, which records each
+            # event's own failure.
+            log.exception("event batch failed; processing its events one by one")
+            done = 0
+            while done < len(rows) and self.process_next_event():
+                done += 1
+            return len(rows)
+        for row, failure in failures:
+            self._record_event_failure(row, failure)
+        return len(rows)
+
+    def _process_in_savepoint(
+        self, connection: Connection, row: dict[str, Any]
+    ) -> RunResult | None:
+        """Process one event of a batch; its failure, rolled back, or None."""
+        savepoint = connection.begin_nested()
+        try:
+            self._process_event(connection, row)
+        except _RunFailed as failed:
+            savepoint.rollback()
+            return failed.result
+        except Exception as exc:
+            log.exception("event processing crashed event=%s", row["stripe_event_id"])
+            if savepoint.is_active:
+                savepoint.rollback()
+            return _crash_result(row["type"], exc)
+        savepoint.commit()
+        return None
+
     def process_next_run(self) -> bool:
         """Claim and run one due pending run (an extension being retried)."""
         row = None
         try:
             with db.write(self.engine) as connection:
-                row = _claim(connection, RUNS)
+                row = next(iter(_claim(connection, RUNS, 1)), None)
                 if row is None:
                     return False
                 flow = self.flows.by_name.get(row["flow"])
@@ -171,7 +227,14 @@ class Processor:
             if result.status == "stopped":
                 notes.append(f"{flow.name} stopped: {result.reason}")
                 continue
-            self._run_extensions(connection, flow, result, row["id"], run_id)
+            self._run_extensions(
+                connection,
+                flow,
+                result,
+                row["id"],
+                run_id,
+                run_key=row["stripe_event_id"],
+            )
         _record_version(connection, row)
         _finish_event(connection, row["id"], "processed", note="; ".join(notes) or None)
         log.info(
@@ -188,7 +251,11 @@ class Processor:
         result: RunResult,
         event_id: int,
         run_id: int,
+        *,
+        run_key: str | None = None,
     ) -> None:
+        if run_key is None:
+            run_key = _run_key(connection, event_id)
         for extension in self.flows.extensions(parent.name):
             savepoint = connection.begin_nested()
             try:
@@ -199,7 +266,7 @@ class Processor:
                     trigger_flow=parent.name,
                     services=self.services,
                     flows=self.flows,
-                    run_key=_run_key(connection, event_id),
+                    run_key=run_key,
                 )
             except Exception as exc:  # a bug in a step must not undo the parent
                 log.exception("extension crashed flow=%s", extension.name)
@@ -220,7 +287,14 @@ class Processor:
                 attempts=1,
             )
             if outcome.status == "succeeded":
-                self._run_extensions(connection, extension, outcome, event_id, child_id)
+                self._run_extensions(
+                    connection,
+                    extension,
+                    outcome,
+                    event_id,
+                    child_id,
+                    run_key=run_key,
+                )
 
     def _queue_retry(
         self,
@@ -340,11 +414,25 @@ class Processor:
 
 def store_event(engine: Engine, event: dict[str, Any], payload: str) -> bool:
     """Store a verified event; False if an event with its id was stored before."""
-    values = _event_values(event, payload)
+    return store_events(engine, [(event, payload)])[0]
+
+
+def store_events(
+    engine: Engine, events: Sequence[tuple[dict[str, Any], str]]
+) -> list[bool]:
+    """Store verified events in one transaction: one commit (one fsync) for all.
+
+    For each event, False if an event with its id was stored before (also
+    earlier in `events`). Either every event is stored or, on an error, none.
+    """
+    stored = []
     with db.write(engine) as connection:
-        statement = _insert_ignoring_duplicates(connection, values)
-        inserted = connection.execute(statement.returning(EVENTS.c.id)).first()
-    return inserted is not None
+        statement = _insert_ignoring_duplicates(connection)
+        for event, payload in events:
+            values = _event_values(event, payload)
+            inserted = connection.execute(statement, values).first()
+            stored.append(inserted is not None)
+    return stored
 
 
 def _event_values(event: dict[str, Any], payload: str) -> dict[str, Any]:
@@ -368,26 +456,58 @@ def _event_values(event: dict[str, Any], payload: str) -> dict[str, Any]:
     }
 
 
-def _insert_ignoring_duplicates(connection: Connection, values: dict[str, Any]) -> Any:
+_EVENT_COLUMNS = (
+    "stripe_event_id",
+    "type",
+    "api_version",
+    "object_id",
+    "stripe_created",
+    "livemode",
+    "payload",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "received_at",
+)
+_STORE_STATEMENTS: dict[str, Any] = {}
+
+
+def _insert_ignoring_duplicates(connection: Connection) -> Any:
+    """The insert of one event, built once per dialect; values bound per call."""
     dialect = connection.dialect.name
-    builder = pg_insert if dialect == "postgresql" else sqlite_insert
-    return (
-        builder(EVENTS)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=["stripe_event_id"])
-    )
+    statement = _STORE_STATEMENTS.get(dialect)
+    if statement is None:
+        builder = pg_insert if dialect == "postgresql" else sqlite_insert
+        statement = (
+            builder(EVENTS)
+            .values({name: bindparam(name) for name in _EVENT_COLUMNS})
+            .on_conflict_do_nothing(index_elements=["stripe_event_id"])
+            .returning(EVENTS.c.id)
+        )
+        _STORE_STATEMENTS[dialect] = statement
+    return statement
 
 
-def _claim(connection: Connection, table: Any) -> dict[str, Any] | None:
+def _claim(connection: Connection, table: Any, most: int) -> list[dict[str, Any]]:
+    """Up to `most` due rows of `table`, oldest first, locked until the commit."""
     query = (
         select(table)
         .where(table.c.status == "pending", table.c.next_attempt_at <= utcnow())
         .order_by(table.c.id)
-        .limit(1)
+        .limit(most)
         .with_for_update(skip_locked=True)
     )
-    row = connection.execute(query).mappings().first()
-    return dict(row) if row is not None else None
+    return [dict(row) for row in connection.execute(query).mappings()]
+
+
+# SQLite has one writer at a time: a batch only saves commits. On PostgreSQL,
+# several workers run side by side, and a batch would hold its row locks (and
+# the change log's lock) for longer, so each event keeps its own transaction.
+SQLITE_BATCH = 16
+
+
+def _default_batch(engine: Engine) -> int:
+    return SQLITE_BATCH if engine.dialect.name == "sqlite" else 1
 
 
 def _newer_version(connection: Connection, row: dict[str, Any]) -> str | None:
@@ -397,19 +517,11 @@ def _newer_version(connection: Connection, row: dict[str, Any]) -> str | None:
         return None
     # Make sure the row exists, then lock it: a concurrent worker handling
     # another event of this object waits here until this transaction ends.
-    builder = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
     connection.execute(
-        builder(VERSIONS)
-        .values(object_id=object_id, stripe_created=-1, updated_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["object_id"])
+        _version_insert(connection.dialect.name),
+        {"object_id": object_id, "updated_at": utcnow()},
     )
-    current = (
-        connection.execute(
-            select(VERSIONS).where(VERSIONS.c.object_id == object_id).with_for_update()
-        )
-        .mappings()
-        .one()
-    )
+    current = connection.execute(_VERSION_LOCK, {"key": object_id}).mappings().one()
     if row["type"] in FINAL_TYPES or current["stripe_created"] <= row["stripe_created"]:
         return None
     return (
@@ -419,20 +531,84 @@ def _newer_version(connection: Connection, row: dict[str, Any]) -> str | None:
     )
 
 
+# The statements of the event path, built once: building a SQLAlchemy statement
+# and its cache key costs more than running it on SQLite.
+_VERSION_INSERTS: dict[str, Any] = {}
+_VERSION_LOCK = (
+    select(VERSIONS).where(VERSIONS.c.object_id == bindparam("key")).with_for_update()
+)
+_VERSION_UPDATE = (
+    update(VERSIONS)
+    .where(
+        VERSIONS.c.object_id == bindparam("key"),
+        VERSIONS.c.stripe_created <= bindparam("created"),
+    )
+    .values(
+        stripe_created=bindparam("created"),
+        stripe_event_id=bindparam("event"),
+        updated_at=bindparam("now"),
+    )
+)
+_EVENT_FINISH = (
+    update(EVENTS)
+    .where(EVENTS.c.id == bindparam("key"))
+    .values(
+        status=bindparam("new_status"),
+        note=bindparam("new_note"),
+        processed_at=bindparam("now"),
+        last_error=None,
+        attempts=EVENTS.c.attempts + 1,
+    )
+)
+_RUN_COLUMNS = (
+    "flow",
+    "event_id",
+    "parent_run_id",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "trigger_outputs",
+    "outputs",
+    "trace",
+    "error",
+    "created_at",
+    "finished_at",
+)
+_RUN_INSERT = (
+    insert(RUNS)
+    .values({name: bindparam(name) for name in _RUN_COLUMNS})
+    .returning(RUNS.c.id)
+)
+
+
+def _version_insert(dialect: str) -> Any:
+    statement = _VERSION_INSERTS.get(dialect)
+    if statement is None:
+        builder = pg_insert if dialect == "postgresql" else sqlite_insert
+        statement = (
+            builder(VERSIONS)
+            .values(
+                object_id=bindparam("object_id"),
+                stripe_created=-1,
+                updated_at=bindparam("updated_at"),
+            )
+            .on_conflict_do_nothing(index_elements=["object_id"])
+        )
+        _VERSION_INSERTS[dialect] = statement
+    return statement
+
+
 def _record_version(connection: Connection, row: dict[str, Any]) -> None:
     if row["object_id"] is None:
         return
     connection.execute(
-        update(VERSIONS)
-        .where(
-            VERSIONS.c.object_id == row["object_id"],
-            VERSIONS.c.stripe_created <= row["stripe_created"],
-        )
-        .values(
-            stripe_created=row["stripe_created"],
-            stripe_event_id=row["stripe_event_id"],
-            updated_at=utcnow(),
-        )
+        _VERSION_UPDATE,
+        {
+            "key": row["object_id"],
+            "created": row["stripe_created"],
+            "event": row["stripe_event_id"],
+            "now": utcnow(),
+        },
     )
 
 
@@ -449,15 +625,8 @@ def _finish_event(
     connection: Connection, event_id: int, status: str, note: str | None
 ) -> None:
     connection.execute(
-        update(EVENTS)
-        .where(EVENTS.c.id == event_id)
-        .values(
-            status=status,
-            note=note,
-            processed_at=utcnow(),
-            last_error=None,
-            attempts=EVENTS.c.attempts + 1,
-        )
+        _EVENT_FINISH,
+        {"key": event_id, "new_status": status, "new_note": note, "now": utcnow()},
     )
 
 
@@ -488,11 +657,7 @@ def _insert_run(
         "created_at": now,
         "finished_at": now,
     }
-    return int(
-        connection.execute(
-            insert(RUNS).values(values).returning(RUNS.c.id)
-        ).scalar_one()
-    )
+    return int(connection.execute(_RUN_INSERT, values).scalar_one())
 
 
 def _queue_run(connection: Connection, flow: str, *, event_id: int) -> None:

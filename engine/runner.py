@@ -111,6 +111,9 @@ class StepContext:
     next_step: str | None = None
     caller: Callable[[str, dict[str, Any]], Any] | None = None
     run_key: str | None = None  # what the run is for (an event id): idempotency keys
+    # Whether a change keeps the row as it was before (dry runs show it); when
+    # False, an update does not read the row first and its `before` is None.
+    keep_before: bool = True
 
     def stop(self, reason: str) -> None:
         """End the run after this step, successfully, with `reason`."""
@@ -158,11 +161,17 @@ def run_flow(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     run_key: str | None = None,
+    keep_before: bool = True,
 ) -> RunResult:
-    """Run `flow` on `connection`; the caller commits or rolls back."""
+    """Run `flow` on `connection`; the caller commits or rolls back.
+
+    With `keep_before` false, the changes the result lists have no `before`
+    row, and updates save the read that would fetch it.
+    """
     vault = Secrets(secrets)
     runner = _Runner(connection, services, flows, vault, sleep, clock)
     runner.run_key = run_key
+    runner.keep_before = keep_before
     trigger = {"flow": trigger_flow, "outputs": trigger_outputs}
     result = RunResult(flow=flow.name, status="succeeded")
     runner.run(flow, result, event=event, trigger=trigger, inputs=inputs, depth=0)
@@ -189,6 +198,7 @@ class _Runner:
         self.clock = clock
         self.executed = 0
         self.run_key: str | None = None
+        self.keep_before = True
 
     def run(
         self,
@@ -324,6 +334,7 @@ class _Runner:
             jumps=jumps,
             caller=call,
             run_key=self.run_key,
+            keep_before=self.keep_before,
         )
         handled = step.retry is not None or step.on_error != "fail"
         savepoint = self.connection.begin_nested() if handled else None

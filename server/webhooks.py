@@ -2,10 +2,16 @@
 
 The signature is checked by the official stripe library on the raw bytes as
 received, before the body is parsed. Flows run later, in the worker.
+
+Events that arrive while the previous ones are being written are stored
+together, in one transaction (group commit): one commit, and on SQLite one
+fsync, for all of them. Each request is still answered only after the
+transaction holding its event has committed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -15,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from actionflow.engine.inbox import store_event
+from actionflow.engine.inbox import store_event, store_events
 
 from .http import ApiError, json_response, read_body
 from .runtime import Runtime
@@ -30,13 +36,96 @@ async def receive(request: Request) -> Response:
     body = await read_body(request, runtime.settings.webhook_max_bytes)
     payload = _verified(body, request.headers.get("stripe-signature"), runtime)
     event = _parse(payload)
-    stored = await run_in_threadpool(store_event, runtime.engine, event, payload)
+    stored = await _store(request, event, payload)
     if stored:
         runtime.wake.set()
     log.info(
         "event received event=%s type=%s new=%s", event["id"], event["type"], stored
     )
     return json_response({"received": True, "duplicate": not stored})
+
+
+class _GroupStore:
+    """Stores the events waiting in one transaction, while the next ones gather.
+
+    At most one store runs at a time; events arriving meanwhile wait for the
+    next one. Under light load an event is stored at once, alone.
+    """
+
+    # Enough to cover a burst, small enough to keep each transaction short.
+    MOST = 256
+
+    def __init__(self, engine: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.engine = engine
+        self.loop = loop
+        self.waiting: list[tuple[dict[str, Any], str, asyncio.Future[bool]]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def store(self, event: dict[str, Any], payload: str) -> bool:
+        future: asyncio.Future[bool] = self.loop.create_future()
+        self.waiting.append((event, payload, future))
+        if self.task is None:
+            self.task = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self.waiting:
+                batch = self.waiting[: self.MOST]
+                del self.waiting[: self.MOST]
+                await self._store_batch(batch)
+        finally:
+            self.task = None
+
+    async def _store_batch(
+        self, batch: list[tuple[dict[str, Any], str, asyncio.Future[bool]]]
+    ) -> None:
+        pairs = [(event, payload) for event, payload, _ in batch]
+        try:
+            stored = await run_in_threadpool(store_events, self.engine, pairs)
+        except Exception as exc:
+            if len(batch) == 1:
+                _settle(batch[0][2], exception=exc)
+                return
+            # One event may be at fault: store each alone, so only its
+            # request fails.
+            for event, payload, future in batch:
+                try:
+                    one = await run_in_threadpool(
+                        store_event, self.engine, event, payload
+                    )
+                except Exception as alone:
+                    _settle(future, exception=alone)
+                else:
+                    _settle(future, result=one)
+            return
+        for (_, _, future), one in zip(batch, stored, strict=True):
+            _settle(future, result=one)
+
+
+def _settle(
+    future: asyncio.Future[bool],
+    *,
+    result: bool = False,
+    exception: BaseException | None = None,
+) -> None:
+    if future.done():  # the request went away (client disconnect, cancel)
+        return
+    if exception is not None:
+        future.set_exception(exception)
+    else:
+        future.set_result(result)
+
+
+async def _store(request: Request, event: dict[str, Any], payload: str) -> bool:
+    # One group per event loop: a test client may run the app in several.
+    state = request.app.state
+    loop = asyncio.get_running_loop()
+    group = getattr(state, "group_store", None)
+    if group is None or group.loop is not loop:
+        runtime: Runtime = state.runtime
+        group = state.group_store = _GroupStore(runtime.engine, loop)
+    return await group.store(event, payload)
 
 
 def _check_content_type(request: Request) -> None:

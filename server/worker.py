@@ -62,8 +62,11 @@ class Worker:
                 self.wake.clear()
 
     def step(self) -> bool:
-        """Process one event, pending run or outbox message; False if none was due."""
-        if self.processor.process_next_event():
+        """Process due events (a batch), a pending run or an outbox message.
+
+        False if nothing was due.
+        """
+        if self.processor.process_next_events():
             return True
         if self.processor.process_next_run():
             return True

@@ -13,7 +13,16 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Column, DateTime, Table, func, insert, select, update
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from ..errors import RunError
 from ..orderlink import labelled
@@ -96,10 +105,8 @@ def _where(table: Table, where: dict[str, Any]) -> list[Any]:
 )
 def get_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
     table = flow_table(args["table"], context.services)
-    query = select(*labelled(table)).where(*_where(table, args["where"]))
-    if args.get("for_update"):
-        query = query.with_for_update()
-    rows = context.connection.execute(query.limit(2)).mappings().all()
+    query, params = _select(table, args["where"], bool(args.get("for_update")))
+    rows = context.connection.execute(query, params).mappings().all()
     if len(rows) > 1:
         raise RunError(f"more than one {args['table']} row matches {args['where']}")
     if not rows:
@@ -167,21 +174,25 @@ def update_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
     values = _values(table, args["set"])
     if "updated_at" in table.c:
         values.setdefault("updated_at", utcnow())
-    before = (
-        context.connection.execute(select(*labelled(table)).where(table.c.id == key))
-        .mappings()
-        .first()
-    )
-    if before is None:
+    before = None
+    if context.keep_before:
+        before = (
+            context.connection.execute(_statement(_by_id, table), {"key": key})
+            .mappings()
+            .first()
+        )
+        if before is None:
+            raise RunError(f"no {args['table']} row with id {key}")
+    statement = _statement(_update_by_id, table, tuple(values))
+    params = {f"{_SET}{name}": value for name, value in values.items()}
+    found = context.connection.execute(statement, {**params, "key": key}).mappings()
+    after = found.first()
+    if after is None:
         raise RunError(f"no {args['table']} row with id {key}")
-    result = context.connection.execute(
-        update(table)
-        .where(table.c.id == key)
-        .values(values)
-        .returning(*labelled(table))
+    row = dict(after)
+    context.record_change(
+        args["table"], dict(before) if before is not None else None, row
     )
-    row = dict(result.mappings().one())
-    context.record_change(args["table"], dict(before), row)
     return {"row": row}
 
 
@@ -251,6 +262,66 @@ def sum_step(context: StepContext, args: dict[str, Any]) -> dict[str, Any]:
     )
     total, count = context.connection.execute(query).one()
     return {"total": int(total), "count": int(count)}
+
+
+# Statements are built once per table and shape, with their values bound at
+# each run: building a statement (and its cache key) costs more than running it.
+_STATEMENTS: dict[tuple[Any, ...], Any] = {}
+_MOST_STATEMENTS = 512  # shapes come from flows; a bound against runaway growth
+_SET = "set__"  # bound parameter names in an UPDATE must not be column names
+
+
+def _statement(build: Any, table: Table, *shape: Any) -> Any:
+    key = (build, table, *shape)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        if len(_STATEMENTS) >= _MOST_STATEMENTS:
+            _STATEMENTS.clear()
+        statement = _STATEMENTS[key] = build(table, *shape)
+    return statement
+
+
+def _by_id(table: Table) -> Any:
+    return select(*labelled(table)).where(table.c.id == bindparam("key"))
+
+
+def _update_by_id(table: Table, names: tuple[str, ...]) -> Any:
+    return (
+        update(table)
+        .where(table.c.id == bindparam("key"))
+        .values({name: bindparam(f"{_SET}{name}") for name in names})
+        .returning(*labelled(table))
+    )
+
+
+def _select_where(
+    table: Table, shape: tuple[tuple[str, bool], ...], for_update: bool
+) -> Any:
+    clauses: list[Any] = []
+    for number, (name, many) in enumerate(shape):
+        column = table.c[name]
+        if many:
+            clauses.append(column.in_(bindparam(f"w{number}", expanding=True)))
+        else:
+            clauses.append(column == bindparam(f"w{number}"))
+    query = select(*labelled(table)).where(*clauses).limit(2)
+    return query.with_for_update() if for_update else query
+
+
+def _select(
+    table: Table, where: dict[str, Any], for_update: bool
+) -> tuple[Any, dict[str, Any]]:
+    """The query for the rows matching `where` (at most 2), and its parameters."""
+    shape = []
+    params = {}
+    for number, (name, value) in enumerate(where.items()):
+        column = _column(table, name)
+        many = isinstance(value, list)
+        shape.append((name, many))
+        params[f"w{number}"] = (
+            [coerce(column, item) for item in value] if many else coerce(column, value)
+        )
+    return _statement(_select_where, table, tuple(shape), for_update), params
 
 
 def _column(table: Table, name: str) -> Column[Any]:

@@ -49,10 +49,15 @@ VARYING = {
         "object_id": "'pi_stored_' || i",
     },
 }
-# Each stored event has two runs: the system flow (id 2i-1), its extension (2i).
-RUN_VARYING = {
-    "StripePaymentCallback": {"id": "2 * i - 1", "event_id": "i"},
-    "MarkOrderPaid": {"id": "2 * i", "event_id": "i", "parent_run_id": "2 * i - 1"},
+
+# The flows the benchmark runs: the system flows plus, in FLOW_SETS[name], the
+# example extensions that are loaded. "payment" is the path being measured:
+# StripePaymentCallback and its extension MarkOrderPaid; "examples" loads every
+# example flow, as a new project does (two more extensions run per payment: a
+# receipt email that stops without an address, and a receipt log line).
+FLOW_SETS = {
+    "payment": ["MarkOrderPaid.yaml"],
+    "examples": None,  # the whole folder
 }
 
 
@@ -82,9 +87,12 @@ def intent_event(payable: Payable, event_id: str) -> dict[str, Any]:
 class Databases:
     """Makes a new database per run, from a template per pre-fill size."""
 
-    def __init__(self, workdir: Path, postgres_url: str | None) -> None:
+    def __init__(
+        self, workdir: Path, postgres_url: str | None, flows: Path = EXAMPLE_FLOWS
+    ) -> None:
         self.workdir = workdir
         self.postgres_url = postgres_url
+        self.flows = flows
         self.templates: dict[int, Path] = {}
         self.schemas: list[str] = []
 
@@ -92,11 +100,11 @@ class Databases:
         """The URL of a new migrated database holding `stored` processed events."""
         if self.postgres_url:
             url = self._new_schema()
-            prefill(url, stored)
+            prefill(url, stored, self.flows)
             return url
         if stored not in self.templates:
             template = self.workdir / f"template-{stored}.db"
-            prefill(f"sqlite:///{template}", stored)
+            prefill(f"sqlite:///{template}", stored, self.flows)
             _checkpoint(template)
             self.templates[stored] = template
         target = self.workdir / f"{name}.db"
@@ -133,40 +141,86 @@ class Databases:
         return f"{self.postgres_url}{separator}options=-csearch_path%3D{schema}"
 
 
-def prefill(url: str, stored: int) -> None:
+def flow_folder(workdir: Path, name: str) -> Path:
+    """A folder with the example flows of the flow set `name`."""
+    chosen = FLOW_SETS[name]
+    if chosen is None:
+        return EXAMPLE_FLOWS
+    folder = workdir / f"flows-{name}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for file in chosen:
+        shutil.copyfile(EXAMPLE_FLOWS / file, folder / file)
+    return folder
+
+
+def prefill(url: str, stored: int, flows: Path = EXAMPLE_FLOWS) -> None:
     """Migrate the database at `url` and fill it with `stored` processed events."""
     engine = db.create_db_engine(url)
     try:
         db.prepare(engine)
         if stored > 0:
-            _process_one_real_event(engine)
-            _copy_history(engine, stored)
+            runs = _process_one_real_event(engine, flows)
+            _copy_history(engine, stored, runs)
     finally:
         engine.dispose()
 
 
-def _process_one_real_event(engine: Engine) -> None:
+def _process_one_real_event(engine: Engine, flows: Path) -> list[tuple[int, Any]]:
+    """Process one event with the real engine; its runs (id, parent run id)."""
     payable = add_payables(engine, 1, prefix="pi_stored_")[0]
     body = intent_event(payable, "evt_stored_1")
     store_event(engine, body, json.dumps(body))
-    processor = Processor(engine, load_project([EXAMPLE_FLOWS]))
+    processor = Processor(engine, load_project([flows]))
     if not processor.process_next_event():
         raise RuntimeError("the engine did not process the template event")
     with db.read(engine) as connection:
-        runs = connection.execute(text("SELECT id, flow FROM flow_run")).all()
-    if sorted(runs) != [(1, "StripePaymentCallback"), (2, "MarkOrderPaid")]:
-        raise RuntimeError(f"unexpected runs for the template event: {runs}")
+        runs = connection.execute(
+            text("SELECT id, parent_run_id, event_id FROM flow_run ORDER BY id")
+        ).all()
+        status = connection.execute(
+            text("SELECT status FROM webhook_event WHERE id = 1")
+        ).scalar_one()
+    ids = [run[0] for run in runs]
+    if status != "processed" or ids != list(range(1, len(runs) + 1)) or not runs:
+        raise RuntimeError(f"unexpected template event {status}, runs {runs}")
+    return [(run_id, parent) for run_id, parent, _ in runs]
 
 
-def _copy_history(engine: Engine, stored: int) -> None:
+def _copy_history(engine: Engine, stored: int, runs: list[tuple[int, Any]]) -> None:
+    # The template event has k runs, ids 1..k; event i gets ids k(i-1)+1..k*i.
+    k = len(runs)
     with db.write(engine) as connection:
         for table, varying in VARYING.items():
             _copy_rows(connection, table, "id = 1", varying, stored)
-        for flow, varying in RUN_VARYING.items():
-            where = f"flow = '{flow}'"
-            _copy_rows(connection, "flow_run", where, varying, stored)
+        _copy_rows(
+            connection,
+            "stripe_object_version",
+            "object_id = 'pi_stored_1'",
+            {
+                "object_id": "'pi_stored_' || i",
+                "stripe_event_id": "'evt_stored_' || i",
+            },
+            stored,
+        )
+        changes = connection.execute(
+            text("SELECT id FROM row_change ORDER BY id")
+        ).scalars()
+        change_ids = list(changes)
+        for change_id in change_ids:
+            varying = {
+                "id": f"{len(change_ids)} * (i - 1) + {change_id}",
+                "row_id": "i",
+                "order_id": "i",
+            }
+            _copy_rows(connection, "row_change", f"id = {change_id}", varying, stored)
+        for run_id, parent in runs:
+            varying = {"id": f"{k} * (i - 1) + {run_id}", "event_id": "i"}
+            if parent is not None:
+                varying["parent_run_id"] = f"{k} * (i - 1) + {parent}"
+            _copy_rows(connection, "flow_run", f"id = {run_id}", varying, stored)
         if engine.dialect.name == "postgresql":
-            for table in ("order", "payment", "webhook_event", "flow_run"):
+            tables = ("order", "payment", "webhook_event", "flow_run", "row_change")
+            for table in tables:
                 connection.execute(
                     text(
                         f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), "

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import statistics
 import sys
@@ -37,7 +38,15 @@ from typing import Any, overload
 from actionflow.engine import db
 
 from . import load
-from .database import Databases, Payable, Watcher, add_payables, intent_event
+from .database import (
+    FLOW_SETS,
+    Databases,
+    Payable,
+    Watcher,
+    add_payables,
+    flow_folder,
+    intent_event,
+)
 from .processes import SYSTEMS, WEBHOOK_SECRET, Deployment, start
 from .profile import Recording, summarise
 
@@ -66,6 +75,7 @@ class Figures:
     worker_peak_rss_mib: list[float] = field(default_factory=list)
     cpu_ms_per_event: float = 0.0
     driver_cpu_seconds: float = 0.0
+    load_average: float = 0.0  # the machine's 1-minute load average at the end
 
 
 class Events(Sequence[dict[str, Any]]):
@@ -206,6 +216,7 @@ def measure(
         spent = sum(deployment.cpu_seconds()) - cpu_before
         figures.cpu_ms_per_event = 1000 * spent / len(payables)
         figures.driver_cpu_seconds = _driver_cpu() - driver_before
+        figures.load_average = os.getloadavg()[0]
     finally:
         deployment.stop()
         watcher.close()
@@ -237,6 +248,7 @@ ROWS = (
     ("server peak RSS (MiB)", "server_peak_rss_mib"),
     ("largest worker peak RSS (MiB)", "worker_peak_rss_mib"),
     ("server+worker CPU per event (ms)", "cpu_ms_per_event"),
+    ("machine load average, 1 min, at the end of a run", "load_average"),
 )
 
 
@@ -271,7 +283,7 @@ def report(results: list[Figures], options: argparse.Namespace) -> str:
                 continue
             medians = [_median(runs[s], name) for s in options.systems]
             line = f"{label:52}" + "".join(f"{m:12.1f}" for m in medians)
-            if both and medians[1]:
+            if both and medians[1] and name != "load_average":
                 line += f"{medians[0] / medians[1]:8.2f}"
             lines.append(line)
     if len(options.stored) > 1:
@@ -432,6 +444,13 @@ def parse(arguments: list[str]) -> argparse.Namespace:
     add("--long-rate", type=float, default=100, help="offered events/s, long run")
     add("--sample-seconds", type=float, default=5, help="RSS sampling, long run")
     add("--profile", type=Path, metavar="DIR", help="one extra py-spy run per system")
+    add(
+        "--flows",
+        choices=sorted(FLOW_SETS),
+        default="payment",
+        help="example flows loaded besides the system flows: payment (default: "
+        "MarkOrderPaid, the extension of StripePaymentCallback) or examples (all)",
+    )
     add("--workdir", type=Path, help="keep databases and logs here")
     add("--json", type=Path, metavar="FILE", help="write every run's figures")
     options = parser.parse_args(arguments)
@@ -452,7 +471,11 @@ def main(arguments: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="actionflow-bench-") as scratch:
         options.workdir = options.workdir or Path(scratch)
         options.workdir.mkdir(parents=True, exist_ok=True)
-        databases = Databases(options.workdir, options.postgres)
+        flows = flow_folder(options.workdir, options.flows)
+        # actionflow reads actionflow.yaml from the folder its processes start in.
+        (options.workdir / "actionflow.yaml").write_text(f"flows:\n  - {flows}\n")
+        databases = Databases(options.workdir, options.postgres, flows)
+        print(_machine(options), flush=True)
         try:
             _run(options, databases)
         finally:
@@ -491,6 +514,21 @@ def _run(options: argparse.Namespace, databases: Databases) -> None:
             )
 
 
+def _machine(options: argparse.Namespace) -> str:
+    cpu = "unknown CPU"
+    with open("/proc/cpuinfo", encoding="utf-8") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    one, five, fifteen = os.getloadavg()
+    return (
+        f"machine: {os.cpu_count()} cores ({cpu}), Python {sys.version.split()[0]}; "
+        f"load average {one:.2f} {five:.2f} {fifteen:.2f} before the runs; "
+        f"flows: system + {options.flows}"
+    )
+
+
 def _progress(figures: Figures, run: int) -> str:
     return (
         f"run {run} {figures.system} stored={figures.stored} "
@@ -500,7 +538,8 @@ def _progress(figures: Figures, run: int) -> str:
         f"{figures.latency_p50_ms:.1f} ms p99 {figures.latency_p99_ms:.1f} ms, "
         f"peak RSS {figures.server_peak_rss_mib:.1f} MiB, "
         f"{figures.cpu_ms_per_event:.2f} CPU ms/event, "
-        f"driver CPU {figures.driver_cpu_seconds:.1f} s"
+        f"driver CPU {figures.driver_cpu_seconds:.1f} s, "
+        f"load average {figures.load_average:.2f}"
     )
 
 
