@@ -65,8 +65,20 @@ def _create_private_file(url: str) -> None:
     path = make_url(url).database
     if not path or path == ":memory:" or path.startswith("file:"):
         return
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as exc:
+        folder = os.path.dirname(os.path.abspath(path))
+        hint = (
+            f"create the folder {folder} first"
+            if not os.path.isdir(folder)
+            else "check the file's permissions"
+        )
+        raise ConfigError(
+            f"cannot create the SQLite database {path}: {exc.strerror}; {hint}, "
+            "or point ACTIONFLOW_DATABASE_URL elsewhere"
+        ) from None
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -212,8 +224,11 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine) -> None:
     """Bring the database schema to the newest revision."""
-    with _schema_lock(engine) as connection:
-        command.upgrade(_alembic_config(connection), "head")
+    try:
+        with _schema_lock(engine) as connection:
+            command.upgrade(_alembic_config(connection), "head")
+    except OperationalError as exc:
+        raise _unusable(engine, exc) from None
 
 
 def prepare(engine: Engine) -> None:
@@ -234,15 +249,20 @@ def prepare(engine: Engine) -> None:
                 command.upgrade(_alembic_config(connection), "head")
                 return
     except OperationalError as exc:
-        where = engine.url.render_as_string(hide_password=True)
-        detail = str(exc.orig or exc).splitlines()[0]
-        raise ConfigError(
-            f"cannot use the database at {where}: {detail}; "
-            "check ACTIONFLOW_DATABASE_URL and that the database is running"
-        ) from None
+        raise _unusable(engine, exc) from None
     raise ConfigError(
         f"the database schema is at revision {revision or 'none'}, this version of "
         f"actionflow needs {head_revision()}; run `actionflow db upgrade` first"
+    )
+
+
+def _unusable(engine: Engine, exc: OperationalError) -> ConfigError:
+    """The error for a database that cannot be reached or opened, password hidden."""
+    where = engine.url.render_as_string(hide_password=True)
+    detail = str(exc.orig or exc).splitlines()[0]
+    return ConfigError(
+        f"cannot use the database at {where}: {detail}; "
+        "check ACTIONFLOW_DATABASE_URL and that the database is running"
     )
 
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .redact import MASK, SECRET_SHAPES
+
 
 @dataclass(frozen=True)
 class Position:
@@ -49,6 +51,9 @@ class ActionflowError(Exception):
         step: str | None = None,
         pointer: str | None = None,
     ) -> None:
+        # Messages are printed and logged; a secret quoted from a file or an
+        # answer must not go with them.
+        message = SECRET_SHAPES.sub(MASK, message)
         super().__init__(message)
         self.message = message
         self.position = position

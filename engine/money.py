@@ -130,7 +130,12 @@ _STEP_PLACES: dict[str, int] = {code: 1 for code in THREE_DECIMAL_CURRENCIES} | 
 }
 
 _CODE = re.compile(r"[A-Za-z]{3}")
-_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+# [0-9], not \d: \d also matches other scripts' digits, which Decimal accepts.
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+# What a person types as a price: digits, then an optional fraction. No sign,
+# exponent, underscore or other script's digits, so that a typo such as
+# "10_00" is refused rather than read as 1000.
+_PRICE_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 # No Stripe amount has this many digits; refusing earlier keeps the maths small.
 _MAX_DIGITS = 18
 # Only exact operations (shifts by powers of ten, flooring) run in this context;
@@ -188,6 +193,23 @@ def to_minor_units(price: Decimal | int | str, currency: str) -> int:
                 f"round the price to {below} or {above}"
             )
         return int(units) * amount_step(code)
+
+
+def parse_price(text: str) -> Decimal:
+    """The price a person typed, such as "10.00", or a PaymentError saying why not.
+
+    Stricter than the prices to_minor_units takes from code: only ASCII digits
+    with an optional fraction, so input from an API call, a config file or a
+    command line is never read as a different number than the one meant.
+    """
+    if not isinstance(text, str) or not _PRICE_TEXT.fullmatch(text):
+        shown = repr(text[:40]) if isinstance(text, str) else type(text).__name__
+        raise PaymentError(
+            f"price {shown} is not a plain decimal number; write digits with an "
+            'optional fraction, such as "10.00" (no sign, exponent, '
+            "separator or non-ASCII digits)"
+        )
+    return Decimal(text)
 
 
 def from_minor_units(amount: int, currency: str) -> Decimal:

@@ -133,6 +133,20 @@ def subscription(recurring: Row, status: str) -> Row:
     }
 
 
+# The values of an Invoice's billing_reason, from Stripe's API reference.
+BILLING_REASONS = (
+    "automatic_pending_invoice_item_invoice",
+    "manual",
+    "quote_accept",
+    "subscription",
+    "subscription_create",
+    "subscription_cycle",
+    "subscription_threshold",
+    "subscription_update",
+    "upcoming",
+)
+
+
 def invoice(
     recurring: Row, status: str, billing_reason: str, amount: int, currency: str
 ) -> Row:

@@ -107,7 +107,59 @@ def _problems(document: YamlDocument, error: ValidationError) -> list[FlowError]
                 f"got {_shown(error.instance)}"
             )
         ]
-    return [problem(f"{where}: {error.message}")]
+    if error.validator == "type" and (not path or _too_long(error.instance)):
+        return [
+            problem(f"{where} must be {_wanted(error)}, got {_kind(error.instance)}")
+        ]
+    return [problem(f"{where}: {_message(error)}")]
+
+
+_JSON_KINDS = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
+# A value quoted in a message longer than this is cut, and a whole file that is
+# not a mapping is never quoted: a file that is not a flow at all (an .env file,
+# say) would otherwise be printed whole.
+_LONGEST_QUOTE = 60
+
+
+def _message(error: ValidationError) -> str:
+    """jsonschema's message, without quoting more of the file than helps."""
+    message = str(error.message)
+    quoted = repr(error.instance)
+    if not _too_long(error.instance) or quoted not in message:
+        return message
+    return message.replace(quoted, quoted[: _LONGEST_QUOTE - 1] + "…")
+
+
+def _too_long(value: Any) -> bool:
+    return len(repr(value)) > _LONGEST_QUOTE
+
+
+def _wanted(error: ValidationError) -> str:
+    expected = error.validator_value
+    names = expected if isinstance(expected, list) else [expected]
+    return " or ".join(_JSON_KINDS.get(str(name), str(name)) for name in names)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    return "a number"
 
 
 def _where(data: Any, path: list[Any]) -> tuple[str | None, str]:

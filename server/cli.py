@@ -16,6 +16,7 @@ from actionflow.engine.errors import ActionflowError, FlowError
 from actionflow.engine.flow import load_flow
 
 from . import logs
+from .cli_params import PORT, ROW_ID, ErrorReportingGroup
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -60,7 +61,7 @@ def _settings(config: Path | None) -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-class _LazyGroup(click.Group):
+class _LazyGroup(ErrorReportingGroup):
     """A group whose listed LAZY_COMMANDS are imported on first use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -89,7 +90,7 @@ _config_option = click.option(
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=PORT)
 @click.option(
     "--no-worker", is_flag=True, help="Only receive; run `actionflow worker` apart."
 )
@@ -250,8 +251,8 @@ def _problem_line(error: FlowError) -> str:
     help="Instead of --event: build this event (payment_intent.*, charge.refunded) "
     "for a payment of the database.",
 )
-@click.option("--order", "order_id", type=int, help="With --event-type: the order.")
-@click.option("--payment", "payment_id", type=int, help="... or the payment.")
+@click.option("--order", "order_id", type=ROW_ID, help="With --event-type: the order.")
+@click.option("--payment", "payment_id", type=ROW_ID, help="... or the payment.")
 @click.option(
     "--replay",
     "replay_key",

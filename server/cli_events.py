@@ -22,6 +22,7 @@ from actionflow.engine.inbox import EVENTS, RUNS
 from actionflow.engine.redact import redact
 from actionflow.engine.tables import utcnow
 
+from .cli_params import LIMIT, ROW_ID, parse_row_id
 from .config import Settings, load_settings
 
 EVENT_STATUSES = ["pending", "processed", "ignored", "skipped", "failed"]
@@ -100,7 +101,7 @@ def events() -> None:
 @events.command(name="list")
 @click.option("--status", type=click.Choice(EVENT_STATUSES), help="Only this status.")
 @click.option("--type", "kind", help="Only this event type, e.g. invoice.paid.")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1))
+@click.option("--limit", default=50, show_default=True, type=LIMIT)
 @_json_option
 @_config_option
 def list_events(
@@ -157,8 +158,9 @@ def _iso(value: Any) -> str | None:
 
 
 def _find_event(connection: Connection, key: str) -> dict[str, Any]:
-    column = EVENTS.c.id if key.isdigit() else EVENTS.c.stripe_event_id
-    value: Any = int(key) if key.isdigit() else key
+    row_id = parse_row_id(key)
+    column = EVENTS.c.id if row_id is not None else EVENTS.c.stripe_event_id
+    value: Any = row_id if row_id is not None else key
     row = connection.execute(select(EVENTS).where(column == value)).mappings().first()
     if row is None:
         raise click.ClickException(
@@ -282,7 +284,7 @@ def runs() -> None:
 @runs.command(name="list")
 @click.option("--flow", help="Only runs of this flow.")
 @click.option("--status", type=click.Choice(RUN_STATUSES), help="Only this status.")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1))
+@click.option("--limit", default=50, show_default=True, type=LIMIT)
 @_json_option
 @_config_option
 def list_runs(
@@ -350,7 +352,7 @@ def _steps(trace: str | None) -> list[dict[str, Any]]:
 
 
 @runs.command(name="show")
-@click.argument("run_id", metavar="ID", type=int)
+@click.argument("run_id", metavar="ID", type=ROW_ID)
 @_json_option
 @_config_option
 def show_run(run_id: int, as_json: bool, config: Path | None) -> None:

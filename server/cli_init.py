@@ -86,8 +86,14 @@ def init(directory: Path, force: bool) -> None:
         )
     for name, text in files.items():
         target = directory / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot write {target}: {exc.strerror or exc}; choose a directory "
+                "you can write to"
+            ) from None
     click.echo(f"created {len(files)} files in {directory}")
     click.echo(f"next: cd {directory} && actionflow serve")
 

@@ -22,37 +22,44 @@ from sqlalchemy import Connection, Engine, insert, select
 from actionflow.engine import db, sample_events
 from actionflow.engine.errors import ActionflowError
 from actionflow.engine.money import to_minor_units
+from actionflow.engine.redact import redact
 from actionflow.engine.tables import Order, Payment, RecurringPayment, utcnow
 
+from .cli_params import AMOUNT, ROW_ID
 from .config import Settings, load_settings
 
 ORDERS = Order.__table__  # type: ignore[attr-defined]
 PAYMENTS = Payment.__table__  # type: ignore[attr-defined]
 RECURRING = RecurringPayment.__table__  # type: ignore[attr-defined]
+WEBHOOK_PATH = "/webhooks/stripe"
 
 
 @click.command()
 @click.argument("event_type", metavar="TYPE")
-@click.option("--order", "order_id", type=int, help="Build the event for this order.")
-@click.option("--payment", "payment_id", type=int, help="... or for this payment.")
+@click.option(
+    "--order", "order_id", type=ROW_ID, help="Build the event for this order."
+)
+@click.option("--payment", "payment_id", type=ROW_ID, help="... or for this payment.")
 @click.option(
     "--recurring-payment",
     "recurring_id",
-    type=int,
+    type=ROW_ID,
     help="... or this recurring payment.",
 )
 @click.option(
-    "--amount", type=int, help="Refund amount in minor units (charge.refunded)."
+    "--amount", type=AMOUNT, help="Refund amount in minor units (charge.refunded)."
 )
 @click.option(
     "--billing-reason",
+    type=click.Choice(sample_events.BILLING_REASONS),
     default="subscription_cycle",
     show_default=True,
-    help="For invoice events: subscription_cycle (a renewal) or subscription_create.",
+    help="For invoice events: subscription_cycle (a renewal), "
+    "subscription_create (the first invoice), or another of Stripe's reasons.",
 )
 @click.option(
     "--url",
-    default="http://127.0.0.1:8000/webhooks/stripe",
+    default=f"http://127.0.0.1:8000{WEBHOOK_PATH}",
     show_default=True,
     help="The running server's webhook endpoint.",
 )
@@ -70,10 +77,13 @@ def trigger(
     """Build a TYPE event for a row of the database, sign it, and post it to --url."""
     settings = load_settings(Path(config) if config else None)
     _refuse_live_keys(settings)
+    kind = sample_events.needs(event_type)
+    # Before any row is written: a test payment made for a server that is not
+    # there would be left behind.
+    _check_endpoint(url)
     engine = db.create_db_engine(settings.database_url)
     try:
         db.prepare(engine)
-        kind = sample_events.needs(event_type)
         row = _row(engine, kind, order_id, payment_id, recurring_id)
         options = _options(engine, kind, row, amount, billing_reason)
         event = sample_events.build(event_type, row, **options)
@@ -86,8 +96,10 @@ def trigger(
     header = _signature(payload, secret)
     answer = _post(url, payload, header)
     click.echo(f"sent {event_type} {event['id']} -> HTTP {answer.status_code}")
+    if answer.status_code == 404:
+        raise click.ClickException(_not_found(url))
     if answer.status_code >= 300:
-        click.echo(answer.text, err=True)
+        click.echo(redact(answer.text[:2000]), err=True)
         raise SystemExit(1)
 
 
@@ -227,6 +239,39 @@ def _signature(payload: str, secret: str) -> str:
     message = f"{timestamp}.{payload}".encode()
     digest = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={digest}"
+
+
+def _check_endpoint(url: str) -> None:
+    """Refuse a --url that is not an HTTP address, or where no server answers."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise click.BadParameter(
+            f"{url[:200]!r} is not an http:// or https:// address; give the "
+            "server's webhook endpoint, such as http://127.0.0.1:8000/webhooks/stripe",
+            param_hint="--url",
+        )
+    try:
+        # The endpoint takes only POST: a running server answers 405 here, and
+        # 404 only when the path is wrong.
+        answer = httpx.get(url, timeout=10)
+    except httpx.TransportError as exc:
+        raise click.ClickException(
+            f"cannot reach {url}: {type(exc).__name__}; is the server running?"
+        ) from None
+    if answer.status_code == 404:
+        raise click.ClickException(_not_found(url))
+
+
+def _not_found(url: str) -> str:
+    origin = httpx.URL(url).copy_with(path="/", query=None, fragment=None)
+    endpoint = str(origin).rstrip("/") + WEBHOOK_PATH
+    return (
+        f"the server at {url} answered HTTP 404: nothing is there; give the full "
+        f"webhook endpoint, such as {endpoint}"
+    )
 
 
 def _post(url: str, payload: str, header: str) -> httpx.Response:

@@ -7,6 +7,7 @@ environment or the file and are never printed, logged or put in an error.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,10 @@ RETRY_ENVIRONMENT = {
 }
 
 
+_WHOLE = re.compile(r"[0-9]+")
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
 def _retry_from_environment(policy: RetryPolicy) -> RetryPolicy:
     """`policy` with any ACTIONFLOW_RETRY_* variable applied over it."""
     changes: dict[str, Any] = {}
@@ -99,10 +104,11 @@ def _retry_from_environment(policy: RetryPolicy) -> RetryPolicy:
         raw = os.environ.get(variable)
         if not raw:
             continue
-        try:
+        # Plain digits only: float() would also take "nan", "inf" and "1_0".
+        pattern = _WHOLE if name == "attempts" else _DECIMAL
+        value: float = -1
+        if pattern.fullmatch(raw.strip()):
             value = int(raw) if name == "attempts" else float(raw)
-        except ValueError:
-            value = -1
         if value <= 0 and not (name == "base_seconds" and value == 0):
             raise ConfigError(f"{variable} must be a positive number, got {raw!r}")
         changes[name] = value

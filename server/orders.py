@@ -6,7 +6,7 @@ them (payments, refunds, recurring payments); an admin sees everything.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, Table, insert, select
@@ -18,7 +18,7 @@ from starlette.responses import Response
 from actionflow.engine import changes as change_log
 from actionflow.engine import db
 from actionflow.engine.errors import PaymentError
-from actionflow.engine.money import minor_unit_exponent, to_minor_units
+from actionflow.engine.money import minor_unit_exponent, parse_price, to_minor_units
 from actionflow.engine.orderlink import labelled
 from actionflow.engine.tables import Order, Payment, RecurringPayment, Refund, utcnow
 
@@ -70,14 +70,14 @@ def _order_values(data: dict[str, Any]) -> dict[str, Any]:
 
 def _price(data: dict[str, Any]) -> Decimal:
     raw = field(data, "price", (str, int), 'a decimal string such as "10.00"')
+    if isinstance(raw, int):
+        if raw < 0:
+            raise ApiError(400, f"price must be zero or more, got {raw}")
+        return Decimal(raw)
     try:
-        price = Decimal(str(raw).strip())
-    except InvalidOperation:
-        raise ApiError(
-            400, f'price must be a decimal string such as "10.00", got {raw!r}'
-        ) from None
-    if not price.is_finite() or price < 0:
-        raise ApiError(400, f"price must be zero or more, got {raw!r}")
+        price: Decimal = parse_price(raw)
+    except PaymentError as exc:
+        raise ApiError(400, exc.message) from None
     return price
 
 

@@ -33,6 +33,7 @@ from actionflow.engine.services import Services
 from actionflow.engine.stripe_standin import Fixtures
 from actionflow.engine.tables import FLOW_TABLES, DedupKey
 
+from .cli_params import MAX_ID
 from .dryrun import EventPath, path_for, plan_event
 from .plan import QUIET_COLUMNS
 
@@ -104,7 +105,8 @@ def _on_path(name: str, path: EventPath) -> bool:
 
 def find_event(connection: Connection, key: str) -> dict[str, Any]:
     """The stored event by our numeric id or its Stripe id."""
-    if key.isdigit():
+    # An id the database cannot hold is looked up, and not found, as a Stripe id.
+    if key.isascii() and key.isdigit() and 0 < int(key) <= MAX_ID:
         query = select(EVENTS).where(EVENTS.c.id == int(key))
     else:
         query = select(EVENTS).where(EVENTS.c.stripe_event_id == key)

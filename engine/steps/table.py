@@ -8,6 +8,7 @@ exactly (a fractional amount, a float price, a string that is not a number).
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -362,6 +363,10 @@ def coerce(column: Column[Any], value: Any) -> Any:
 
 
 _REFUSED = object()
+# Numbers written as text: ASCII digits only, so that "1_000", "1e3" or another
+# script's digits, all of which int() and Decimal() accept, are refused.
+_INTEGER_TEXT = re.compile(r"-?[0-9]+")
+_DECIMAL_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
 
 def _python_type(column: Column[Any]) -> type:
@@ -382,7 +387,7 @@ def _convert(kind: type, value: Any) -> Any:
             return _REFUSED
         if isinstance(value, int):
             return value
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value.strip()):
             return int(value)
         if isinstance(value, Decimal) and value == value.to_integral_value():
             return int(value)
@@ -390,10 +395,11 @@ def _convert(kind: type, value: Any) -> Any:
     if kind is Decimal:
         if isinstance(value, bool):
             return _REFUSED
-        if isinstance(value, int | Decimal | str):
-            number = (
-                Decimal(value) if not isinstance(value, str) else Decimal(value.strip())
-            )
+        if isinstance(value, str):
+            text = value.strip()
+            return Decimal(text) if _DECIMAL_TEXT.fullmatch(text) else _REFUSED
+        if isinstance(value, int | Decimal):
+            number = Decimal(value)
             return number if number.is_finite() else _REFUSED
         return _REFUSED
     if kind is datetime:
