@@ -24,18 +24,17 @@ step gets back before anything runs.
 from __future__ import annotations
 
 import copy
-import json
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator, ValidationError
 
 from .errors import ActionflowError, RunError
+from .jsonvalues import parse as parse_json
 from .stripe_gateway import call_error
 from .stripe_objects import ERROR_ANSWER, PATHS
 from .yamlfile import load_yaml, pointer_join
@@ -419,7 +418,7 @@ def load_fixtures(path: Path) -> Fixtures:
         raise FixtureError(f"cannot read the fixtures {path}: {exc.strerror}") from None
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(text, parse_float=Decimal)
+            data = parse_json(text, exact=True)
         except ValueError as exc:
             raise FixtureError(f"{path} is not valid JSON: {exc}") from None
     else:

@@ -14,6 +14,7 @@ import click
 
 from actionflow.engine.errors import ActionflowError, FlowError
 from actionflow.engine.flow import load_flow
+from actionflow.engine.jsonvalues import parse as parse_json
 
 from . import logs
 from .cli_params import PORT, ROW_ID, ErrorReportingGroup
@@ -313,6 +314,13 @@ def dry_run(
 
     if action_name is not None:
         _check_action_usage(flow_file, event_file, event_type, replay_key, action_input)
+        from .actions import ACTIONS
+
+        if action_name not in ACTIONS:
+            raise click.UsageError(
+                f"unknown action {action_name!r}; actions are: "
+                f"{', '.join(sorted(ACTIONS))}"
+            )
     else:
         given = [event_file, event_type, replay_key]
         if sum(source is not None for source in given) != 1:
@@ -413,7 +421,7 @@ def _check_action_usage(
 
 def _action_data(action_input: str | None) -> dict[str, Any]:
     try:
-        data = json.loads(action_input or "")
+        data = parse_json(action_input or "", exact=True)
     except ValueError as exc:
         raise click.UsageError(f"--input is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -422,7 +430,7 @@ def _action_data(action_input: str | None) -> dict[str, Any]:
 
 
 def _event(file: Path) -> dict[str, Any]:
-    event = json.loads(file.read_text("utf-8"))
+    event = parse_json(file.read_text("utf-8"))
     if not isinstance(event, dict) or not isinstance(event.get("type"), str):
         raise ActionflowError(
             f"{file} is not a Stripe event: it needs an object with a `type`, "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 import click
@@ -44,8 +45,25 @@ def colour_choice(explicit: bool | None = None) -> bool | None:
 def render(plan: dict[str, Any], *, color: bool | None = None) -> None:
     """Print `plan` (or one run's report) to stdout."""
     color = colour_choice(color)
-    for line in lines(plan):
+    for line in lines(printable(plan)):
         click.echo(line, color=color)
+
+
+# Characters an event may carry that would act on a terminal instead of being
+# shown: C0 controls but tab and newline, DEL, C1 controls, and the bidi
+# overrides that reorder what is displayed.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(value: Any) -> Any:
+    """`value` with every control character in its text shown as an escape."""
+    if isinstance(value, str):
+        return _CONTROLS.sub(lambda found: f"\\u{ord(found.group()):04x}", value)
+    if isinstance(value, dict):
+        return {printable(key): printable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [printable(item) for item in value]
+    return value
 
 
 def lines(plan: dict[str, Any]) -> list[str]:

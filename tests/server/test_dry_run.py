@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, select
 
@@ -106,3 +107,55 @@ def test_a_dry_run_refuses_an_event_file_that_is_not_an_event(
 
     assert result.exit_code == 1
     assert "is not a Stripe event: it needs an object with a `type`" in result.output
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"type": "x", "data": ' + "[" * 100_000 + "]" * 100_000 + "}", "too deeply"),
+        ('{"type": "payment_intent.succeeded", "created": NaN}', "NaN is not"),
+    ],
+    ids=["nested-too-deeply", "nan"],
+)
+def test_an_event_file_that_is_not_plain_json_is_refused_cleanly(
+    database_url: str, tmp_path: Path, content: str, message: str
+) -> None:
+    event_file = tmp_path / "event.json"
+    event_file.write_text(content)
+
+    result = _run(database_url, "--event", str(event_file))
+
+    assert result.exit_code == 1
+    assert "is not valid JSON" in result.output and message in result.output
+    assert not isinstance(result.exception, RecursionError)
+    assert "Traceback" not in result.output
+
+
+def test_control_characters_of_an_event_are_shown_not_sent_to_the_terminal(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    event = {
+        "id": "evt_\x1b]0;pwned\x07\u202e",
+        "type": "customer.created",
+        "data": {"object": {"id": "cus_1"}},
+    }
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(event))
+
+    result = CliRunner().invoke(
+        main,
+        ["dry-run", "--event", str(event_file)],
+        env={"ACTIONFLOW_DATABASE_URL": database_url},
+        color=True,
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "\x07" not in result.output and "\u202e" not in result.output
+    assert "evt_\\u001b]0;pwned\\u0007\\u202e" in result.output
+
+
+def test_an_unknown_action_is_a_usage_error(database_url: str) -> None:
+    result = _run(database_url, "--action", "stripe-nope", "--input", "{}")
+
+    assert result.exit_code == 2
+    assert "unknown action 'stripe-nope'; actions are: stripe-payment" in result.output
