@@ -42,20 +42,25 @@ def record(
             text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY}
         )
         connection.execute(text(f"NOTIFY {CHANNEL}"))
-    order_id, user_id = _owner(
-        connection, table, row, orders if orders is not None else ORDERS
-    )
-    connection.execute(
-        _INSERT,
-        {
-            "table_name": table,
-            "row_id": row["id"],
-            "order_id": order_id,
-            "user_id": user_id,
-            "data": dumps(row),
-            "created_at": utcnow(),
-        },
-    )
+    orders = orders if orders is not None else ORDERS
+    values = {
+        "table_name": table,
+        "row_id": row["id"],
+        "data": dumps(row),
+        "created_at": utcnow(),
+    }
+    if (
+        table != "order"
+        and row.get("order_id") is not None
+        and row.get("user_id") is None
+    ):
+        # A row of an order (a payment): its user is the order's, read by the
+        # INSERT itself rather than by a query of its own.
+        values["order_id"] = values["owner_order"] = row["order_id"]
+        connection.execute(_insert_with_order_user(orders), values)
+        return
+    values["order_id"], values["user_id"] = _owner(connection, table, row, orders)
+    connection.execute(_INSERT, values)
 
 
 # Built once: on SQLite, building a statement costs more than running it.
@@ -66,6 +71,28 @@ _INSERT = insert(CHANGES).values(
     }
     | {"created_at": bindparam("created_at")}
 )
+_INSERTS_WITH_ORDER_USER: dict[Table, Any] = {}
+
+
+def _insert_with_order_user(orders: Table) -> Any:
+    statement = _INSERTS_WITH_ORDER_USER.get(orders)
+    if statement is None:
+        user = (
+            select(orders.c.user_id)
+            .where(orders.c.id == bindparam("owner_order"))
+            .scalar_subquery()
+        )
+        statement = insert(CHANGES).values(
+            {
+                name: bindparam(name)
+                for name in ("table_name", "row_id", "order_id", "data", "created_at")
+            }
+            | {"user_id": user}
+        )
+        _INSERTS_WITH_ORDER_USER[orders] = statement
+    return statement
+
+
 _PAYMENT_ORDER = select(PAYMENTS.c.order_id).where(PAYMENTS.c.id == bindparam("key"))
 _ORDER_USERS: dict[Table, Any] = {}
 

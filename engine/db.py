@@ -42,6 +42,7 @@ def create_db_engine(url: str) -> Engine:
             _create_private_file(url)
             engine = create_engine(url, connect_args={"timeout": 30})
             _configure_sqlite(engine)
+            _plain_savepoints(engine)
             _WRITERS[engine] = _Turns()
             return engine
         if url.startswith("postgresql+psycopg"):
@@ -97,6 +98,29 @@ def _configure_sqlite(engine: Engine) -> None:
     def _begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _plain_savepoints(engine: Engine) -> None:
+    """Send SAVEPOINT, RELEASE and ROLLBACK TO as plain SQL to the driver.
+
+    SQLAlchemy names each savepoint anew (sa_savepoint_1, _2, ...), so its
+    statement cache never holds them and every savepoint was compiled again;
+    each event of a batch takes two. The names are SQLAlchemy's own.
+    """
+    dialect = engine.dialect
+
+    def savepoint(connection: Connection, name: str) -> None:
+        connection.exec_driver_sql(f'SAVEPOINT "{name}"')
+
+    def rollback_to(connection: Connection, name: str) -> None:
+        connection.exec_driver_sql(f'ROLLBACK TO SAVEPOINT "{name}"')
+
+    def release(connection: Connection, name: str) -> None:
+        connection.exec_driver_sql(f'RELEASE SAVEPOINT "{name}"')
+
+    dialect.do_savepoint = savepoint  # type: ignore[method-assign]
+    dialect.do_rollback_to_savepoint = rollback_to  # type: ignore[method-assign]
+    dialect.do_release_savepoint = release  # type: ignore[method-assign]
 
 
 # While `rolled_back` runs, the engine and the one connection that every

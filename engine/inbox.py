@@ -199,7 +199,13 @@ class Processor:
                 "event ignored event=%s type=%s", row["stripe_event_id"], row["type"]
             )
             return None
-        newer = _newer_version(connection, row)
+        # On SQLite one statement checks the object's version and records this
+        # event's; elsewhere the version row is locked now and updated last.
+        applies_version = connection.dialect.name == "sqlite"
+        if applies_version:
+            newer = _apply_version(connection, row)
+        else:
+            newer = _newer_version(connection, row)
         if newer is not None:
             _finish_event(connection, row["id"], "skipped", note=newer)
             log.info(
@@ -235,7 +241,8 @@ class Processor:
                 run_id,
                 run_key=row["stripe_event_id"],
             )
-        _record_version(connection, row)
+        if not applies_version:
+            _record_version(connection, row)
         _finish_event(connection, row["id"], "processed", note="; ".join(notes) or None)
         log.info(
             "event processed event=%s type=%s flows=%d",
@@ -524,6 +531,37 @@ def _newer_version(connection: Connection, row: dict[str, Any]) -> str | None:
     current = connection.execute(_VERSION_LOCK, {"key": object_id}).mappings().one()
     if row["type"] in FINAL_TYPES or current["stripe_created"] <= row["stripe_created"]:
         return None
+    return _older_note(current, row)
+
+
+def _apply_version(connection: Connection, row: dict[str, Any]) -> str | None:
+    """Like `_newer_version`, and record the event as its object's newest.
+
+    One upsert inserts the version row or moves it to this event, unless the
+    row holds a newer event; only then is the row read, for the note. The
+    caller's savepoint undoes the upsert when the event's flows fail. For
+    SQLite, where the transaction holds the write lock: no row lock is needed.
+    """
+    object_id = row["object_id"]
+    if object_id is None:
+        return None
+    applied = connection.execute(
+        _VERSION_APPLY,
+        {
+            "object_id": object_id,
+            "created": row["stripe_created"],
+            "event": row["stripe_event_id"],
+            "now": utcnow(),
+        },
+    ).first()
+    if applied is not None or row["type"] in FINAL_TYPES:
+        return None
+    current = connection.execute(_VERSION_LOCK, {"key": object_id}).mappings().one()
+    return _older_note(current, row)
+
+
+def _older_note(current: Any, row: dict[str, Any]) -> str:
+    object_id = row["object_id"]
     return (
         f"older than {current['stripe_event_id']} (created "
         f"{current['stripe_created']}), already applied to {object_id}; "
@@ -549,6 +587,21 @@ _VERSION_UPDATE = (
         updated_at=bindparam("now"),
     )
 )
+_VERSION_UPSERT = sqlite_insert(VERSIONS).values(
+    object_id=bindparam("object_id"),
+    stripe_created=bindparam("created"),
+    stripe_event_id=bindparam("event"),
+    updated_at=bindparam("now"),
+)
+_VERSION_APPLY = _VERSION_UPSERT.on_conflict_do_update(
+    index_elements=["object_id"],
+    set_={
+        "stripe_created": _VERSION_UPSERT.excluded.stripe_created,
+        "stripe_event_id": _VERSION_UPSERT.excluded.stripe_event_id,
+        "updated_at": _VERSION_UPSERT.excluded.updated_at,
+    },
+    where=VERSIONS.c.stripe_created <= _VERSION_UPSERT.excluded.stripe_created,
+).returning(VERSIONS.c.object_id)
 _EVENT_FINISH = (
     update(EVENTS)
     .where(EVENTS.c.id == bindparam("key"))
