@@ -24,7 +24,9 @@ PAYMENTS = Payment.__table__  # type: ignore[attr-defined]
 INTENT = "pi_1PgafyB7WZ01zgkWSjxsAJo3"
 
 
-def _order_and_payment(engine: Engine, amount: int = 1099) -> tuple[int, int]:
+def _order_and_payment(
+    engine: Engine, amount: int = 1099, intent: str = INTENT
+) -> tuple[int, int]:
     now = utcnow()
     with db.write(engine) as connection:
         order_id = connection.execute(
@@ -48,7 +50,7 @@ def _order_and_payment(engine: Engine, amount: int = 1099) -> tuple[int, int]:
                 currency="usd",
                 status="pending",
                 callback_processed=False,
-                stripe_payment_intent_id=INTENT,
+                stripe_payment_intent_id=intent,
                 refunded_amount=0,
                 created_at=now,
                 updated_at=now,

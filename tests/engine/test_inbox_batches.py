@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import json
 import threading
-from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 
 from actionflow.engine import db
 from actionflow.engine.flow import EXAMPLE_FLOWS, load_project
@@ -21,7 +20,8 @@ from actionflow.engine.inbox import (
     RetryPolicy,
     store_events,
 )
-from actionflow.engine.tables import Order, Payment, utcnow
+from actionflow.engine.tables import Order, Payment
+from tests.engine.test_inbox import _order_and_payment
 from tests.stripe_events import event, stripe_object
 
 ORDERS = Order.__table__  # type: ignore[attr-defined]
@@ -29,37 +29,7 @@ PAYMENTS = Payment.__table__  # type: ignore[attr-defined]
 
 
 def _payable(engine: Engine, intent: str) -> tuple[int, int]:
-    now = utcnow()
-    with db.write(engine) as connection:
-        order_id = connection.execute(
-            insert(ORDERS)
-            .values(
-                price=Decimal("10.99"),
-                currency="usd",
-                user_id="u1",
-                status="pending",
-                description="",
-                created_at=now,
-                updated_at=now,
-            )
-            .returning(ORDERS.c.id)
-        ).scalar_one()
-        payment_id = connection.execute(
-            insert(PAYMENTS)
-            .values(
-                order_id=order_id,
-                amount=1099,
-                currency="usd",
-                status="pending",
-                callback_processed=False,
-                stripe_payment_intent_id=intent,
-                refunded_amount=0,
-                created_at=now,
-                updated_at=now,
-            )
-            .returning(PAYMENTS.c.id)
-        ).scalar_one()
-    return order_id, payment_id
+    return _order_and_payment(engine, intent=intent)
 
 
 def _succeeded(intent: str, **changes: Any) -> dict[str, Any]:
